@@ -1,0 +1,5 @@
+import sys
+
+from ollmlx.cli.main import main
+
+sys.exit(main())

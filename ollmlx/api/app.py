@@ -1,0 +1,80 @@
+"""The HTTP application: routes, the one error → status mapping, 404/405 as gin answers them,
+CORS and the DNS-rebinding Host guard (spec §0, §1)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import PlainTextResponse, Response
+
+from ollmlx import __version__
+from ollmlx.api import create, generate, models
+from ollmlx.api.context import Services
+from ollmlx.api.security import install_security
+from ollmlx.api.streaming import JSONResponse
+from ollmlx.errors import OllmlxError, message_of
+from ollmlx.runner.client import RunnerProcess
+from ollmlx.sched.scheduler import RunnerFactory, Scheduler
+from ollmlx.serve.inference import Inference
+from ollmlx.store.store import Store
+
+log = logging.getLogger("ollmlx.api")
+
+
+def default_runner_factory(engine: str, spec, num_ctx: int, parallel: int):  # type: ignore[no-untyped-def]
+    return RunnerProcess(engine, spec, num_ctx=num_ctx, parallel=parallel)
+
+
+def create_app(models_dir: Path, factory: RunnerFactory | None = None) -> FastAPI:
+    store = Store(models_dir)
+    scheduler = Scheduler(factory or default_runner_factory)
+    svc = Services(store, scheduler, Inference(store, scheduler))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await scheduler.shutdown()
+
+    app = FastAPI(title="ollmlx", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.services = svc
+
+    @app.exception_handler(OllmlxError)
+    async def on_error(_: Request, exc: OllmlxError) -> Response:
+        return JSONResponse({"error": exc.message}, status_code=exc.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(_: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404:
+            return PlainTextResponse("404 page not found", status_code=404)
+        if exc.status_code == 405:
+            return PlainTextResponse("405 method not allowed", status_code=405)
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation(_: Request, exc: RequestValidationError) -> Response:
+        return JSONResponse({"error": str(exc)}, status_code=400)
+
+    @app.exception_handler(Exception)
+    async def on_unexpected(_: Request, exc: Exception) -> Response:
+        log.exception("unhandled error")
+        return JSONResponse({"error": message_of(exc)}, status_code=500)
+
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
+    async def root() -> Response:
+        return PlainTextResponse("Ollama is running")
+
+    @app.api_route("/api/version", methods=["GET", "HEAD"])
+    async def version() -> Response:
+        return JSONResponse({"version": __version__})
+
+    app.include_router(generate.router)
+    app.include_router(models.router)
+    app.include_router(create.router)
+    install_security(app)
+    return app

@@ -1,0 +1,42 @@
+"""`ollmlx serve`: the API server process."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+
+import uvicorn
+
+from ollmlx import __version__, config
+
+
+def setup_logging() -> None:
+    level = logging.DEBUG if config.debug_level() > 0 else logging.INFO
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="time=%(asctime)s level=%(levelname)s source=%(name)s msg=%(message)s")
+
+
+def serve() -> int:
+    setup_logging()
+    from ollmlx.api.app import create_app
+
+    addr = config.host()
+    models = config.models_dir()
+    models.mkdir(parents=True, exist_ok=True)
+    (models / "blobs").mkdir(exist_ok=True)
+    (models / "manifests").mkdir(exist_ok=True)
+    log = logging.getLogger("ollmlx")
+    log.info("ollmlx %s listening on %s:%s (models: %s)", __version__, addr.host, addr.port, models)
+    app = create_app(models)
+    if not config.noprune():
+        store = app.state.services.store
+        removed = store.prune(grace_seconds=3600)
+        if removed:
+            log.info("pruned %d unused blobs", removed)
+    server = uvicorn.Server(uvicorn.Config(app, host=addr.host, port=addr.port, log_level="warning",
+                                           timeout_graceful_shutdown=3))
+    # SIGTERM ends streams with an error line and stops every runner (lifespan shutdown).
+    signal.signal(signal.SIGTERM, lambda *_: setattr(server, "should_exit", True))
+    server.run()
+    return 0

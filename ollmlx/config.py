@@ -1,0 +1,184 @@
+"""One function per environment variable. OLLMLX_* wins, OLLAMA_* is accepted (spec §22)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+DEFAULT_PORT = 11434
+
+
+def _raw(name: str) -> str | None:
+    """Value of OLLMLX_<name> or OLLAMA_<name>, trimmed of whitespace and quotes as Ollama does."""
+    for prefix in ("OLLMLX_", "OLLAMA_"):
+        value = os.environ.get(prefix + name)
+        if value is not None:
+            return value.strip().strip("\"'").strip()
+    return None
+
+
+def _bool(name: str, default: bool = False) -> bool:
+    # Ollama: strconv.ParseBool, and an unparseable non-empty value counts as true.
+    value = _raw(name)
+    if value is None or value == "":
+        return default
+    if value.lower() in ("0", "f", "false"):
+        return False
+    return True
+
+
+def _int(name: str, default: int) -> int:
+    value = _raw(name)
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        return default
+
+
+@dataclass(frozen=True)
+class HostAddress:
+    scheme: str
+    host: str
+    port: int
+    path: str = ""
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}{self.path}"
+
+    @property
+    def client_url(self) -> str:
+        """The address a client connects to: 0.0.0.0 and :: mean the loopback."""
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(self.host, self.host)
+        return HostAddress(self.scheme, host, self.port, self.path).url
+
+
+def parse_host(value: str | None) -> HostAddress:
+    """OLLAMA_HOST parsing rules (spec §22)."""
+    value = (value or "").strip().strip("\"'").strip()
+    if not value:
+        return HostAddress("http", "127.0.0.1", DEFAULT_PORT)
+    scheme, sep, rest = value.partition("://")
+    if not sep:
+        scheme, rest = "http", value
+        default_port = DEFAULT_PORT
+        if rest.split(":")[0] == "ollama.com":
+            scheme, default_port = "https", 443
+    else:
+        default_port = {"http": 80, "https": 443}.get(scheme, DEFAULT_PORT)
+    parts = urlsplit(f"{scheme}://{rest}")
+    try:
+        host = parts.hostname or ""
+        port = parts.port or default_port
+    except ValueError:  # an invalid port falls back to the default
+        host = (parts.netloc.rsplit(":", 1)[0] or "127.0.0.1").strip("[]")
+        port = default_port
+    if not host:
+        host = "127.0.0.1"
+    return HostAddress(scheme, host, port, parts.path.rstrip("/"))
+
+
+def host() -> HostAddress:
+    return parse_host(_raw("HOST"))
+
+
+def models_dir() -> Path:
+    value = _raw("MODELS")
+    if value:
+        return Path(value).expanduser()
+    return Path.home() / ".ollmlx" / "models"
+
+
+def home_dir() -> Path:
+    """Where history and keys live (Ollama: ~/.ollama)."""
+    value = os.environ.get("OLLMLX_HOME")
+    return Path(value).expanduser() if value else Path.home() / ".ollmlx"
+
+
+def keep_alive_default() -> str | None:
+    return _raw("KEEP_ALIVE")
+
+
+def context_length() -> int:
+    return _int("CONTEXT_LENGTH", 0)
+
+
+def num_parallel() -> int:
+    return _int("NUM_PARALLEL", 0)
+
+
+def max_loaded_models() -> int:
+    return _int("MAX_LOADED_MODELS", 0)
+
+
+def max_queue() -> int:
+    return _int("MAX_QUEUE", 512)
+
+
+def load_timeout_seconds() -> float:
+    from ollmlx.durations import keep_alive_from_env
+
+    value = _raw("LOAD_TIMEOUT")
+    if not value:
+        return 300.0
+    seconds = keep_alive_from_env(value)
+    return float("inf") if seconds <= 0 else seconds
+
+
+def debug_level() -> int:
+    value = _raw("DEBUG")
+    if not value:
+        return 0
+    try:
+        return int(value)
+    except ValueError:
+        return 1 if _bool("DEBUG") else 0
+
+
+def origins() -> list[str]:
+    value = _raw("ORIGINS") or ""
+    return [o.strip() for o in value.split(",") if o.strip()]
+
+
+def noprune() -> bool:
+    return _bool("NOPRUNE")
+
+
+def nohistory() -> bool:
+    return _bool("NOHISTORY")
+
+
+def engine_override() -> str | None:
+    value = os.environ.get("OLLMLX_ENGINE", "").strip()
+    return value or None
+
+
+def runner_python() -> str:
+    """Interpreter used for runner subprocesses (defaults to the server's own)."""
+    import sys
+
+    return os.environ.get("OLLMLX_RUNNER_PYTHON") or sys.executable
+
+
+# name → (default, description); `ollmlx serve --help` prints this table.
+ENV_DOCS: dict[str, tuple[str, str]] = {
+    "OLLAMA_HOST": ("127.0.0.1:11434", "IP Address for the ollmlx server"),
+    "OLLAMA_MODELS": ("~/.ollmlx/models", "The path to the models directory (OLLMLX_MODELS wins)"),
+    "OLLAMA_KEEP_ALIVE": ("5m", "The duration that models stay loaded in memory"),
+    "OLLAMA_CONTEXT_LENGTH": ("4096", "Context length to use unless otherwise specified"),
+    "OLLAMA_NUM_PARALLEL": ("auto", "Maximum number of parallel requests per model"),
+    "OLLAMA_MAX_LOADED_MODELS": ("3", "Maximum number of loaded models"),
+    "OLLAMA_MAX_QUEUE": ("512", "Maximum number of queued requests"),
+    "OLLAMA_LOAD_TIMEOUT": ("5m", "How long to allow model loads to stall before giving up"),
+    "OLLAMA_DEBUG": ("0", "Show additional debug information (e.g. OLLAMA_DEBUG=1)"),
+    "OLLAMA_ORIGINS": ("", "A comma separated list of allowed origins"),
+    "OLLAMA_NOPRUNE": ("false", "Do not prune model blobs on startup"),
+    "OLLAMA_NOHISTORY": ("false", "Do not preserve readline history"),
+    "OLLMLX_ENGINE": ("auto", "Force the engine for GGUF models: mlx or llamacpp"),
+    "OLLMLX_RUNNER_PYTHON": ("this interpreter", "Python interpreter for runner processes"),
+}

@@ -1,0 +1,82 @@
+"""`python -m ollmlx.runner --engine mlx|llamacpp --spec FILE --socket PATH`: one model, one process."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import uvicorn
+
+from ollmlx.runner.engine_api import Engine
+from ollmlx.runner.protocol import ModelSpec
+from ollmlx.runner.server import RunnerState, build_app
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Exit when the server goes away, even by SIGKILL: a runner never outlives its server."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent_pid:
+                os._exit(0)
+            time.sleep(0.5)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def make_factory(engine: str, spec: ModelSpec, num_ctx: int, parallel: int):  # type: ignore[no-untyped-def]
+    def factory() -> Engine:
+        if engine == "mlx":
+            from ollmlx.runner.engines.mlx.runner_engine import MLXRunnerEngine
+
+            return MLXRunnerEngine(spec, num_ctx, parallel)
+        if engine == "llamacpp":
+            from ollmlx.runner.engines.llamacpp.runner_engine import LlamaCppRunnerEngine
+
+            return LlamaCppRunnerEngine(spec, num_ctx, parallel)
+        raise ValueError(f"unknown engine {engine!r}")
+
+    return factory
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m ollmlx.runner")
+    p.add_argument("--engine", choices=["mlx", "llamacpp"], required=True)
+    p.add_argument("--spec", required=True, help="JSON file with the ModelSpec")
+    p.add_argument("--socket", required=True)
+    p.add_argument("--num-ctx", type=int, default=0)
+    p.add_argument("--parallel", type=int, default=0)
+    p.add_argument("--parent-pid", type=int, default=0)
+    p.add_argument("--debug", action="store_true")
+    args = p.parse_args(argv)
+
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO,
+        format="%(asctime)s runner[%(process)d] %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if args.parent_pid:
+        _die_with_parent(args.parent_pid)
+    spec = ModelSpec.model_validate_json(Path(args.spec).read_text())
+    state = RunnerState(make_factory(args.engine, spec, args.num_ctx, args.parallel))
+    state.load_in_background()
+    Path(args.socket).unlink(missing_ok=True)
+    uvicorn.run(build_app(state), uds=args.socket, log_level="warning", timeout_graceful_shutdown=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,213 @@
+"""Server side of a runner: spawn `python -m ollmlx.runner`, talk to it over its Unix socket,
+capture its stderr into the server log, and stop it. No engine imports."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import logging
+import os
+import signal
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from ollmlx import config
+from ollmlx.errors import BadRequest, OllmlxError, RunnerError
+from ollmlx.runner.env import runner_env
+from ollmlx.runner.protocol import CompletionRequest, EmbeddingRequest, EmbeddingResponse, ModelSpec, RunnerInfo
+
+log = logging.getLogger("ollmlx.runner")
+
+
+def _status_error(status: int, message: str) -> OllmlxError:
+    if status == 400:
+        return BadRequest(message)
+    err = RunnerError(message)
+    err.status = status if status >= 400 else 500
+    return err
+
+
+class RunnerProcess:
+    def __init__(self, engine: str, spec: ModelSpec, *, num_ctx: int, parallel: int) -> None:
+        self.engine = engine
+        self.spec = spec
+        self.num_ctx = num_ctx
+        self.parallel = parallel
+        self.proc: asyncio.subprocess.Process | None = None
+        self._dir = tempfile.mkdtemp(prefix="ollmlx-runner-")
+        self.socket = os.path.join(self._dir, "runner.sock")
+        self._stderr_tail: collections.deque[str] = collections.deque(maxlen=40)
+        self._client: httpx.AsyncClient | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self.info: RunnerInfo | None = None
+        self.stopping = False
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.returncode is None
+
+    def stderr_tail(self) -> str:
+        lines = [x for x in self._stderr_tail if x.strip()]
+        errs = [x for x in lines if "Error" in x or "error" in x]
+        return (errs[-1] if errs else lines[-1]) if lines else ""
+
+    async def start(self, timeout: float) -> RunnerInfo:
+        spec_path = Path(self._dir) / "spec.json"
+        spec_path.write_text(self.spec.model_dump_json())
+        args = [
+            config.runner_python(), "-m", "ollmlx.runner",
+            "--engine", self.engine, "--spec", str(spec_path), "--socket", self.socket,
+            "--num-ctx", str(self.num_ctx), "--parallel", str(self.parallel),
+            "--parent-pid", str(os.getpid()),
+        ]
+        if config.debug_level() > 0:
+            args.append("--debug")
+        self.proc = await asyncio.create_subprocess_exec(
+            *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE, env=runner_env(self.engine), start_new_session=True,
+        )
+        log.info("starting runner pid=%s engine=%s model=%s", self.proc.pid, self.engine, self.spec.name)
+        self._tasks.append(asyncio.create_task(self._pump_stderr()))
+        transport = httpx.AsyncHTTPTransport(uds=self.socket)
+        self._client = httpx.AsyncClient(transport=transport, base_url="http://runner", timeout=None)
+        deadline = time.monotonic() + timeout
+        while True:
+            if not self.alive:
+                await self._wait_exit()
+                raise RunnerError(f"model runner failed to load the model: {self.stderr_tail() or 'exited'}")
+            if time.monotonic() > deadline:
+                await self.stop()
+                raise RunnerError("timed out waiting for the model runner to load the model")
+            if os.path.exists(self.socket):
+                try:
+                    r = await self._client.get("/health", timeout=2)
+                    h = r.json()
+                    if h.get("status") == "ok":
+                        break
+                    if h.get("status") == "error":
+                        await self.stop()
+                        raise RunnerError(f"model runner failed to load the model: {h.get('error')}")
+                except (httpx.TransportError, ValueError):
+                    pass
+            await asyncio.sleep(0.05)
+        self.info = RunnerInfo.model_validate((await self._client.get("/info")).json())
+        return self.info
+
+    async def _wait_exit(self) -> None:
+        if self.proc is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.proc.wait(), 5)
+            for t in self._tasks:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.shield(t), 1)
+
+    async def _pump_stderr(self) -> None:
+        assert self.proc is not None and self.proc.stderr is not None
+        while True:
+            line = await self.proc.stderr.readline()
+            if not line:
+                return
+            text = line.decode("utf-8", "replace").rstrip()
+            self._stderr_tail.append(text)
+            log.info("%s", text)
+
+    def _dead_error(self) -> RunnerError:
+        code = self.proc.returncode if self.proc else None
+        detail = self.stderr_tail()
+        msg = "model runner has unexpectedly stopped"
+        if code is not None and code < 0:
+            msg += f" (signal {-code})"
+        if detail:
+            msg += f": {detail}"
+        return RunnerError(msg + ", this may be due to resource limitations or an internal error")
+
+    async def _post(self, path: str, body: Any) -> Any:
+        assert self._client is not None
+        try:
+            r = await self._client.post(path, content=body)
+        except httpx.TransportError as exc:
+            raise self._dead_error() from exc
+        if r.status_code >= 400:
+            raise _status_error(r.status_code, _error_text(r.content))
+        return r.json()
+
+    async def completion(self, req: CompletionRequest) -> AsyncIterator[dict[str, Any]]:
+        assert self._client is not None
+        try:
+            async with self._client.stream("POST", "/completion", content=req.model_dump_json()) as r:
+                if r.status_code >= 400:
+                    raise _status_error(r.status_code, _error_text(await r.aread()))
+                async for line in r.aiter_lines():
+                    if not line:
+                        continue
+                    chunk = json.loads(line)
+                    if "error" in chunk:
+                        raise RunnerError(str(chunk["error"]))
+                    yield chunk
+                    if chunk.get("done"):
+                        return
+        except (httpx.TransportError, httpx.StreamError) as exc:
+            raise self._dead_error() from exc
+        raise self._dead_error()
+
+    async def tokenize(self, text: str, add_special: bool = False) -> list[int]:
+        out = await self._post("/tokenize", json.dumps({"content": text, "add_special": add_special}))
+        return list(out["tokens"])
+
+    async def detokenize(self, tokens: list[int]) -> str:
+        return str((await self._post("/detokenize", json.dumps({"tokens": tokens})))["content"])
+
+    async def embed(self, req: EmbeddingRequest) -> EmbeddingResponse:
+        return EmbeddingResponse.model_validate(await self._post("/embedding", req.model_dump_json()))
+
+    async def refresh_info(self) -> RunnerInfo | None:
+        if self._client is None or not self.alive:
+            return self.info
+        with contextlib.suppress(httpx.TransportError, ValueError):
+            self.info = RunnerInfo.model_validate((await self._client.get("/info", timeout=2)).json())
+        return self.info
+
+    async def wait(self) -> int:
+        assert self.proc is not None
+        return await self.proc.wait()
+
+    async def stop(self, grace: float = 5.0) -> None:
+        self.stopping = True
+        if self.proc is not None and self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.proc.wait(), grace)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    self.proc.kill()
+                await self.proc.wait()
+        if self._client is not None:
+            await self._client.aclose()
+        for t in self._tasks:
+            t.cancel()
+        with contextlib.suppress(OSError):
+            Path(self.socket).unlink(missing_ok=True)
+            (Path(self._dir) / "spec.json").unlink(missing_ok=True)
+            os.rmdir(self._dir)
+
+
+def _error_text(body: bytes) -> str:
+    try:
+        data = json.loads(body)
+        if isinstance(data, dict) and "error" in data:
+            return str(data["error"])
+    except ValueError:
+        pass
+    return body.decode("utf-8", "replace")

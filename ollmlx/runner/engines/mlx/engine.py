@@ -1,0 +1,294 @@
+"""The MLX engine: one thread owns the model and runs mlx-lm's BatchGenerator.
+
+Every live request is a sequence in the batch; new ones join between decode steps, prefill is
+chunked (`prefill_step_size`) so a long prompt does not stall running streams, and finished
+sequences leave their KV cache in an LRU prefix cache bounded in bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import mlx.core as mx
+from mlx_lm.generate import BatchGenerator
+from mlx_lm.models.cache import LRUPromptCache, can_trim_prompt_cache, trim_prompt_cache
+
+from ollmlx.runner.engines.mlx.loader import LoadedModel
+from ollmlx.runner.engines.mlx.sampling import make_processors, make_sampler
+from ollmlx.runner.protocol import CompletionRequest
+from ollmlx.runner.stops import StopMatcher
+
+log = logging.getLogger("ollmlx.runner.mlx")
+Emit = Callable[[dict[str, Any]], None]
+PROMPT_TOO_LONG = (
+    "the prompt is longer than the context length currently available to the model; shorten the "
+    "prompt, adjust the context length in settings, or use a model with a longer context length"
+)
+
+
+@dataclass
+class _Seq:
+    rid: int
+    req: CompletionRequest
+    emit: Emit
+    tokens: list[int] = field(default_factory=list)
+    uid: int = -1
+    detok: Any = None
+    stops: StopMatcher | None = None
+    t_insert: float = 0.0
+    t_first: float = 0.0
+    n_cached: int = 0
+    out: list[int] = field(default_factory=list)
+
+
+class MLXEngine:
+    def __init__(self, loaded: LoadedModel, *, num_ctx: int, parallel: int,
+                 prefill_step: int = 512, cache_bytes: int = 1 << 30) -> None:
+        self.loaded = loaded
+        self.tok = loaded.tokenizer
+        self.num_ctx = num_ctx
+        self.parallel = parallel
+        self.prefill_step = prefill_step
+        self.prompt_cache = LRUPromptCache(max_size=max(4, 2 * parallel), max_bytes=cache_bytes)
+        self.cache_hits = 0
+        self._inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self._next_rid = 0
+        self._lock = threading.Lock()
+        self._by_uid: dict[int, _Seq] = {}
+        self._by_rid: dict[int, _Seq] = {}
+        self._gen: BatchGenerator | None = None
+        self._thread = threading.Thread(target=self._loop, name="mlx-engine", daemon=True)
+        self._stopping = False
+
+    # -- called from HTTP threads ------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._inbox.put(("wake", None))
+
+    def submit(self, req: CompletionRequest, emit: Emit) -> int:
+        with self._lock:
+            rid = self._next_rid
+            self._next_rid += 1
+        self._inbox.put(("submit", _Seq(rid, req, emit)))
+        return rid
+
+    def cancel(self, rid: int) -> None:
+        self._inbox.put(("cancel", rid))
+
+    def tokenize(self, text: str, add_special: bool = False) -> list[int]:
+        ids = list(self.tok.encode(text, add_special_tokens=False))
+        bos = self.tok.bos_token_id
+        if add_special and getattr(self.tok, "add_bos_token", False) and bos is not None and ids[:1] != [bos]:
+            ids.insert(0, bos)
+        return ids
+
+    def detokenize(self, tokens: list[int]) -> str:
+        return str(self.tok.decode(tokens))
+
+    @property
+    def active(self) -> int:
+        return len(self._by_rid)
+
+    # -- the engine thread -------------------------------------------------------------------
+    def _new_generator(self) -> BatchGenerator:
+        stop_tokens = [[e] for e in sorted(self.tok.eos_token_ids)]
+        return BatchGenerator(
+            self.loaded.model,
+            stop_tokens=stop_tokens,
+            completion_batch_size=self.parallel,
+            prefill_batch_size=min(self.parallel, 8),
+            prefill_step_size=self.prefill_step,
+        )
+
+    def _loop(self) -> None:
+        self._gen = self._new_generator()
+        while not self._stopping:
+            self._drain_inbox(block=not self._by_uid)
+            if not self._by_uid:
+                continue
+            try:
+                _, responses = self._gen.next()
+                for r in responses:
+                    self._on_token(r)
+            except Exception as exc:  # an engine failure fails the live requests, not the runner
+                log.exception("generation step failed")
+                for seq in list(self._by_rid.values()):
+                    self._fail(seq, f"generation failed: {exc}")
+                self._gen = self._new_generator()
+
+    def _drain_inbox(self, block: bool) -> None:
+        try:
+            cmd, arg = self._inbox.get(timeout=None if block else 0)
+        except queue.Empty:
+            return
+        while True:
+            if cmd == "submit":
+                try:
+                    self._admit(arg)
+                except Exception as exc:
+                    log.exception("could not start a sequence")
+                    arg.emit({"error": str(exc), "status": 400 if isinstance(exc, ValueError) else 500})
+            elif cmd == "cancel":
+                seq = self._by_rid.get(arg)
+                if seq is not None:
+                    self._remove(seq, keep_cache=False)
+            try:
+                cmd, arg = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+
+    def _prompt_tokens(self, req: CompletionRequest) -> list[int]:
+        if req.tokens is not None:
+            tokens = list(req.tokens)
+        else:
+            bos_text = self.tok.bos_token
+            has_bos = bool(bos_text) and req.prompt.startswith(bos_text)
+            tokens = self.tokenize(req.prompt, add_special=not has_bos)
+        if not tokens:
+            bos = self.tok.bos_token_id
+            tokens = [bos if bos is not None else next(iter(self.tok.eos_token_ids), 0)]
+        limit = self.num_ctx - 1
+        if len(tokens) > limit:
+            if not (req.truncate and req.shift):
+                raise ValueError(PROMPT_TOO_LONG)
+            # keep num_keep tokens and the newest part, dropping whole half-context blocks
+            # (llama.cpp's server rule, which Ollama's runners follow)
+            keep = max(0, min(req.options.num_keep, limit // 2))
+            block = max(1, (self.num_ctx - keep) // 2)
+            erased = ((len(tokens) - keep - block) // block) * block
+            tokens = tokens[:keep] + tokens[keep + erased:]
+            if len(tokens) > limit:
+                tokens = tokens[:keep] + tokens[len(tokens) - (limit - keep):]
+        return tokens
+
+    def _admit(self, seq: _Seq) -> None:
+        assert self._gen is not None
+        req = seq.req
+        seq.tokens = self._prompt_tokens(req)
+        room = self.num_ctx - len(seq.tokens)
+        max_tokens = room if req.options.num_predict < 0 else min(req.options.num_predict, room)
+        if max_tokens <= 0:
+            seq.emit(self._final(seq, "length"))
+            return
+        cache, rest = self.prompt_cache.fetch_nearest_cache("m", seq.tokens)
+        if cache is not None and not rest:
+            if can_trim_prompt_cache(cache):
+                trim_prompt_cache(cache, 1)
+                rest = seq.tokens[-1:]
+            else:
+                cache, rest = None, seq.tokens
+        seq.n_cached = len(seq.tokens) - len(rest)
+        if seq.n_cached:
+            self.cache_hits += 1
+        seq.detok = self.tok.detokenizer
+        seq.stops = StopMatcher(req.options.stop)
+        seq.t_insert = time.perf_counter()
+        (seq.uid,) = self._gen.insert(
+            [rest],
+            max_tokens=[max_tokens],
+            caches=[cache] if cache is not None else None,
+            all_tokens=[seq.tokens[: seq.n_cached]],
+            samplers=[make_sampler(req.options)],
+            logits_processors=[make_processors(req.options, self.num_ctx)],
+        )
+        self._by_uid[seq.uid] = seq
+        self._by_rid[seq.rid] = seq
+
+    def _logprobs(self, token: int, logprobs: mx.array, top: int) -> dict[str, Any]:
+        def entry(t: int, lp: float) -> dict[str, Any]:
+            text = self.tok.decode([t])
+            return {"token": text, "logprob": lp, "bytes": list(text.encode())}
+
+        out = entry(token, float(logprobs[token].item()))
+        if top > 0:
+            idx = mx.argpartition(-logprobs, kth=top - 1)[:top]
+            vals = logprobs[idx]
+            pairs = sorted(zip(idx.tolist(), vals.tolist()), key=lambda p: -p[1])
+            out["top_logprobs"] = [entry(int(t), float(v)) for t, v in pairs]
+        return out
+
+    def _on_token(self, r: Any) -> None:
+        seq = self._by_uid.get(r.uid)
+        if seq is None:
+            return
+        if not seq.t_first:
+            seq.t_first = time.perf_counter()
+        finish = r.finish_reason
+        assert seq.stops is not None
+        if finish == "stop":  # an end-of-generation token: not part of the output
+            self._finish(seq, "stop", r)
+            return
+        seq.out.append(r.token)
+        seq.detok.add_token(r.token)
+        if finish == "length":
+            seq.detok.finalize()
+        piece, matched = seq.stops.feed(seq.detok.last_segment)
+        chunk: dict[str, Any] = {}
+        if piece:
+            chunk["content"] = piece
+        if seq.req.logprobs or seq.req.top_logprobs:
+            chunk["logprobs"] = [self._logprobs(r.token, r.logprobs, seq.req.top_logprobs)]
+        if chunk:
+            seq.emit(chunk)
+        if matched:
+            self._finish(seq, "stop", None)
+        elif finish == "length":
+            self._finish(seq, "length", r)
+
+    def _final(self, seq: _Seq, reason: str) -> dict[str, Any]:
+        now = time.perf_counter()
+        t_first = seq.t_first or now
+        t_insert = seq.t_insert or now
+        final: dict[str, Any] = {
+            "done": True,
+            "done_reason": reason,
+            "prompt_eval_count": max(1, len(seq.tokens) - seq.n_cached),
+            "prompt_eval_duration": int((t_first - t_insert) * 1e9),
+            "eval_count": len(seq.out),
+            "eval_duration": int((now - t_first) * 1e9),
+            "cached_tokens": seq.n_cached,
+        }
+        if seq.req.return_tokens:
+            final["tokens"] = seq.tokens + seq.out
+        return final
+
+    def _finish(self, seq: _Seq, reason: str, r: Any) -> None:
+        assert seq.stops is not None
+        if reason != "stop" or r is not None:
+            seq.detok.finalize()
+            tail = seq.detok.last_segment
+            piece, _ = seq.stops.feed(tail) if tail else ("", False)
+            rest = piece + seq.stops.flush()
+            if rest:
+                seq.emit({"content": rest})
+        seq.emit(self._final(seq, reason))
+        if r is not None and r.prompt_cache is not None:
+            self.prompt_cache.insert_cache("m", list(r.all_tokens), r.prompt_cache)
+            self._by_uid.pop(seq.uid, None)
+            self._by_rid.pop(seq.rid, None)
+        else:
+            self._remove(seq, keep_cache=True)
+
+    def _remove(self, seq: _Seq, keep_cache: bool) -> None:
+        assert self._gen is not None
+        self._by_uid.pop(seq.uid, None)
+        self._by_rid.pop(seq.rid, None)
+        caches = self._gen.remove([seq.uid], return_prompt_caches=keep_cache)
+        if keep_cache and seq.uid in caches:
+            cache, tokens = caches[seq.uid]
+            if cache:
+                self.prompt_cache.insert_cache("m", list(tokens), cache)
+
+    def _fail(self, seq: _Seq, message: str) -> None:
+        self._by_uid.pop(seq.uid, None)
+        self._by_rid.pop(seq.rid, None)
+        seq.emit({"error": message, "status": 500})

@@ -1,0 +1,41 @@
+"""The environment a runner process gets (server side; no engine imports)."""
+
+from __future__ import annotations
+
+import ctypes.util
+import os
+import sys
+from pathlib import Path
+
+_OPENBLAS_CANDIDATES = (
+    "/usr/lib/x86_64-linux-gnu/libopenblas.so.0",
+    "/usr/lib/aarch64-linux-gnu/libopenblas.so.0",
+    "/usr/lib64/libopenblas.so.0",
+    "/usr/lib/libopenblas.so.0",
+)
+
+
+def find_openblas() -> str | None:
+    override = os.environ.get("OLLMLX_OPENBLAS")
+    if override is not None:
+        return override or None  # empty: explicitly disabled
+    for path in _OPENBLAS_CANDIDATES:
+        if Path(path).is_file():
+            return path
+    name = ctypes.util.find_library("openblas")
+    return name
+
+
+def runner_env(engine: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    # The runner must import this very ollmlx, also when it runs from a source checkout.
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    if engine == "mlx" and sys.platform.startswith("linux") and not env.get("OLLMLX_MLX_DEVICE") == "gpu":
+        # mlx's Linux CPU wheel ships reference BLAS; OpenBLAS is ~50x faster for its matmuls.
+        blas = find_openblas()
+        if blas:
+            env["LD_PRELOAD"] = " ".join(p for p in (blas, env.get("LD_PRELOAD", "")) if p)
+            env["OLLMLX_BLAS"] = blas
+    return env

@@ -1,0 +1,137 @@
+"""The runner's HTTP API (served over a Unix socket): /health, /info, /completion, /tokenize,
+/detokenize, /embedding."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from ollmlx.runner.engine_api import Engine, EngineError
+from ollmlx.runner.protocol import (
+    CompletionRequest,
+    DetokenizeRequest,
+    EmbeddingRequest,
+    Health,
+    TokenizeRequest,
+)
+
+log = logging.getLogger("ollmlx.runner")
+
+
+class RunnerState:
+    """Holds the engine once loaded; the model loads in a thread so /health answers meanwhile."""
+
+    def __init__(self, factory: Callable[[], Engine]) -> None:
+        self.engine: Engine | None = None
+        self.error: str | None = None
+        self._factory = factory
+
+    def load_in_background(self) -> None:
+        def run() -> None:
+            try:
+                self.engine = self._factory()
+            except Exception as exc:
+                log.exception("model load failed")
+                self.error = f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)
+
+        threading.Thread(target=run, name="load", daemon=True).start()
+
+
+def _err(message: str, status: int) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def build_app(state: RunnerState) -> Starlette:
+    def ready() -> Engine:
+        if state.engine is None:
+            raise EngineError(state.error or "model is still loading", 503)
+        return state.engine
+
+    async def body(request: Request, model: Any) -> Any:
+        try:
+            return model.model_validate_json(await request.body())
+        except ValidationError as exc:
+            raise EngineError(str(exc), 400) from exc
+
+    async def health(_: Request) -> Response:
+        if state.error:
+            h = Health(status="error", error=state.error)
+        else:
+            h = Health(status="ok" if state.engine else "loading")
+        return JSONResponse(h.model_dump())
+
+    async def info(_: Request) -> Response:
+        return JSONResponse(ready().info().model_dump())
+
+    async def tokenize(request: Request) -> Response:
+        req = await body(request, TokenizeRequest)
+        return JSONResponse({"tokens": ready().tokenize(req.content, req.add_special)})
+
+    async def detokenize(request: Request) -> Response:
+        req = await body(request, DetokenizeRequest)
+        return JSONResponse({"content": ready().detokenize(req.tokens)})
+
+    async def embedding(request: Request) -> Response:
+        req = await body(request, EmbeddingRequest)
+        engine = ready()
+        result = await asyncio.to_thread(engine.embed, req)
+        return JSONResponse(result.model_dump())
+
+    async def completion(request: Request) -> Response:
+        req = await body(request, CompletionRequest)
+        engine = ready()
+        loop = asyncio.get_running_loop()
+        q: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+        def emit(chunk: dict[str, Any]) -> None:
+            loop.call_soon_threadsafe(q.put_nowait, chunk)
+
+        rid = engine.submit(req, emit)
+        first = await q.get()
+        if "error" in first:  # failed before anything was generated: a plain status
+            engine.cancel(rid)
+            return _err(first["error"], int(first.get("status", 500)))
+
+        async def stream() -> AsyncIterator[bytes]:
+            chunk = first
+            finished = False
+            try:
+                while True:
+                    if "error" in chunk:
+                        chunk = {"error": chunk["error"]}
+                    yield (json.dumps(chunk, ensure_ascii=False) + "\n").encode()
+                    if chunk.get("done") or "error" in chunk:
+                        finished = True
+                        return
+                    chunk = await q.get()
+            finally:
+                if not finished:  # the client went away: free the sequence at the next step
+                    engine.cancel(rid)
+
+        return StreamingResponse(stream(), media_type="application/x-ndjson")
+
+    async def on_engine_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, EngineError)
+        return _err(str(exc), exc.status)
+
+    return Starlette(
+        routes=[
+            Route("/health", health, methods=["GET"]),
+            Route("/info", info, methods=["GET"]),
+            Route("/completion", completion, methods=["POST"]),
+            Route("/tokenize", tokenize, methods=["POST"]),
+            Route("/detokenize", detokenize, methods=["POST"]),
+            Route("/embedding", embedding, methods=["POST"]),
+        ],
+        exception_handlers={EngineError: on_engine_error},
+    )

@@ -1,0 +1,228 @@
+"""The scheduler (spec §18): one runner per loaded model, loaded on demand, kept alive by
+`keep_alive` timers, evicted to make room, reloaded when a load-time option changes, and
+respawned by the next request after a crash. Memory comes back when a runner process exits."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ollmlx import config
+from ollmlx.errors import RequestCanceled, ServerBusy
+from ollmlx.runner.protocol import ModelSpec, RunnerInfo
+
+log = logging.getLogger("ollmlx.sched")
+
+
+class Runner(Protocol):
+    """What the scheduler needs of a runner (RunnerProcess, or a fake in unit tests)."""
+
+    info: RunnerInfo | None
+    stopping: bool
+
+    @property
+    def pid(self) -> int | None: ...
+
+    @property
+    def alive(self) -> bool: ...
+
+    async def start(self, timeout: float) -> RunnerInfo: ...
+
+    async def wait(self) -> int: ...
+
+    async def stop(self, grace: float = 5.0) -> None: ...
+
+
+RunnerFactory = Callable[[str, ModelSpec, int, int], Runner]
+
+
+@dataclass(frozen=True)
+class LoadRequest:
+    key: str  # identity of the model's weights (manifest digest)
+    name: str  # display name (for /api/ps)
+    engine: str
+    spec: ModelSpec
+    num_ctx: int
+    parallel: int
+    load_options: tuple[tuple[str, Any], ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass
+class Loaded:
+    req: LoadRequest
+    runner: Runner
+    keep_alive: float  # seconds; math.inf = forever
+    refcount: int = 0
+    expires_at: float | None = None  # wall-clock
+    timer: asyncio.TimerHandle | None = None
+    loaded_at: float = field(default_factory=time.time)
+    watcher: asyncio.Task[Any] | None = None
+
+    @property
+    def info(self) -> RunnerInfo | None:
+        return self.runner.info
+
+
+class Scheduler:
+    def __init__(self, factory: RunnerFactory) -> None:
+        self.factory = factory
+        self.loaded: dict[str, Loaded] = {}
+        self._load_lock = asyncio.Lock()
+        self._pending = 0
+        self._changed = asyncio.Condition()
+        self.restarts = 0
+
+    def _default_keep_alive(self) -> float:
+        from ollmlx.durations import keep_alive_from_env
+
+        return keep_alive_from_env(config.keep_alive_default())
+
+    def _max_loaded(self) -> int:
+        n = config.max_loaded_models()
+        return n if n > 0 else 3
+
+    async def acquire(self, req: LoadRequest, keep_alive: float | None) -> Loaded:
+        """A running runner for `req` with its refcount taken; release() when done."""
+        current = self.loaded.get(req.key)
+        if current is not None and current.runner.alive and not current.runner.stopping and current.req == req:
+            self._take(current, keep_alive)
+            return current
+        if self._pending >= config.max_queue():
+            raise ServerBusy()
+        self._pending += 1
+        try:
+            async with self._load_lock:
+                current = self.loaded.get(req.key)
+                if current is not None and current.runner.alive and not current.runner.stopping:
+                    if current.req == req:
+                        self._take(current, keep_alive)
+                        return current
+                    # a load-time option changed: wait for its requests, then reload
+                    await self._wait_idle(current)
+                    await self._unload(current)
+                await self._make_room(req.key)
+                loaded = await self._load(req, keep_alive)
+                self._take(loaded, keep_alive)
+                return loaded
+        except asyncio.CancelledError:
+            raise RequestCanceled() from None
+        finally:
+            self._pending -= 1
+
+    def _take(self, loaded: Loaded, keep_alive: float | None) -> None:
+        loaded.refcount += 1
+        if keep_alive is not None:
+            loaded.keep_alive = keep_alive
+        if loaded.timer is not None:
+            loaded.timer.cancel()
+            loaded.timer = None
+        loaded.expires_at = self._expiry(loaded)
+
+    def _expiry(self, loaded: Loaded) -> float:
+        if math.isinf(loaded.keep_alive):
+            return time.time() + 292 * 365 * 86400
+        return time.time() + loaded.keep_alive
+
+    def release(self, loaded: Loaded) -> None:
+        loaded.refcount = max(0, loaded.refcount - 1)
+        if loaded.refcount:
+            return
+        if self.loaded.get(loaded.req.key) is not loaded:
+            return
+        if loaded.keep_alive <= 0:
+            asyncio.get_running_loop().create_task(self._unload(loaded))
+            return
+        loaded.expires_at = self._expiry(loaded)
+        if not math.isinf(loaded.keep_alive):
+            loaded.timer = asyncio.get_running_loop().call_later(
+                loaded.keep_alive, lambda: asyncio.ensure_future(self._expire(loaded)))
+        self._notify()
+
+    async def _expire(self, loaded: Loaded) -> None:
+        if loaded.refcount == 0 and self.loaded.get(loaded.req.key) is loaded:
+            log.info("keep_alive expired, unloading %s", loaded.req.name)
+            await self._unload(loaded)
+
+    async def _load(self, req: LoadRequest, keep_alive: float | None) -> Loaded:
+        runner = self.factory(req.engine, req.spec, req.num_ctx, req.parallel)
+        t0 = time.monotonic()
+        try:
+            await runner.start(config.load_timeout_seconds())
+        except BaseException:
+            await runner.stop()
+            raise
+        log.info("loaded %s on %s in %.2fs (pid %s)", req.name, req.engine, time.monotonic() - t0, runner.pid)
+        loaded = Loaded(req, runner, keep_alive if keep_alive is not None else self._default_keep_alive())
+        loaded.watcher = asyncio.get_running_loop().create_task(self._watch(loaded))
+        self.loaded[req.key] = loaded
+        return loaded
+
+    async def _watch(self, loaded: Loaded) -> None:
+        code = await loaded.runner.wait()
+        if not loaded.runner.stopping:
+            self.restarts += 1
+            log.error("runner for %s (pid %s) exited unexpectedly with code %s",
+                      loaded.req.name, loaded.runner.pid, code)
+        if self.loaded.get(loaded.req.key) is loaded:
+            del self.loaded[loaded.req.key]
+        if loaded.timer:
+            loaded.timer.cancel()
+        self._notify()
+
+    async def _wait_idle(self, loaded: Loaded) -> None:
+        async with self._changed:
+            await self._changed.wait_for(lambda: loaded.refcount == 0 or not loaded.runner.alive)
+
+    def _notify(self) -> None:
+        async def notify() -> None:
+            async with self._changed:
+                self._changed.notify_all()
+
+        with contextlib.suppress(RuntimeError):
+            asyncio.get_running_loop().create_task(notify())
+
+    async def _make_room(self, key: str) -> None:
+        while len([k for k in self.loaded if k != key]) >= self._max_loaded():
+            # Ollama's victim order: shortest keep_alive first (not LRU), idle ones preferred
+            candidates = sorted((x for k, x in self.loaded.items() if k != key),
+                                key=lambda x: (x.keep_alive, x.req.name))
+            idle = [x for x in candidates if x.refcount == 0]
+            victim = idle[0] if idle else candidates[0]
+            if not idle:
+                await self._wait_idle(victim)
+            await self._unload(victim)
+
+    async def _unload(self, loaded: Loaded) -> None:
+        if self.loaded.get(loaded.req.key) is loaded:
+            del self.loaded[loaded.req.key]
+        if loaded.timer:
+            loaded.timer.cancel()
+        await loaded.runner.stop()
+        if loaded.watcher:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(loaded.watcher, 2)
+        log.info("unloaded %s", loaded.req.name)
+        self._notify()
+
+    async def unload_key(self, key: str) -> bool:
+        """keep_alive 0 with an empty prompt: expire the runner now (after in-flight work)."""
+        loaded = self.loaded.get(key)
+        if loaded is None:
+            return False
+        loaded.keep_alive = 0
+        if loaded.refcount == 0:
+            await self._unload(loaded)
+        return True
+
+    def ps(self) -> list[Loaded]:
+        return sorted(self.loaded.values(), key=lambda x: x.expires_at or 0, reverse=True)
+
+    async def shutdown(self) -> None:
+        await asyncio.gather(*(self._unload(x) for x in list(self.loaded.values())), return_exceptions=True)

@@ -1,0 +1,50 @@
+"""From a stored model and merged options to what the scheduler loads (engine, spec, load options)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ollmlx import config
+from ollmlx.options import load_time_options
+from ollmlx.runner.protocol import ModelSpec
+from ollmlx.sched.scheduler import LoadRequest
+from ollmlx.store.store import Model
+
+ENGINES = ("mlx", "llamacpp")
+
+
+def choose_engine(model: Model) -> str:
+    """MLX models run on mlx. A GGUF model runs on either: OLLMLX_ENGINE, then the model's
+    `engine` parameter, then the default for this host (see docs/supported-models.md)."""
+    if model.format != "gguf":
+        return "mlx"
+    forced = config.engine_override() or model.params.get("engine")
+    if isinstance(forced, str) and forced in ENGINES:
+        return forced
+    return "mlx"
+
+
+def model_spec(model: Model) -> ModelSpec:
+    name = model.name.display_shortest()
+    adapters = [str(p) for p in model.adapter_paths]
+    if model.format == "gguf":
+        path = model.gguf_path
+        return ModelSpec(format="gguf", gguf_path=str(path) if path else None, adapters=adapters, name=name)
+    return ModelSpec(format="safetensors", tensors=model.tensor_paths(), files=model.json_layer_paths(),
+                     adapters=adapters, name=name)
+
+
+def load_request(model: Model, opts: dict[str, Any], *, embedding: bool = False) -> LoadRequest:
+    engine = choose_engine(model)
+    parallel = 1 if embedding else config.num_parallel()
+    lt = load_time_options(opts)
+    return LoadRequest(
+        key=model.digest,
+        name=model.name.display_shortest(),
+        engine=engine,
+        spec=model_spec(model),
+        num_ctx=int(opts.get("num_ctx") or 0),
+        parallel=parallel,
+        load_options=tuple(sorted((k, repr(v)) for k, v in lt.items())),
+        extra={"model": model},
+    )

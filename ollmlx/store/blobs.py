@@ -1,0 +1,135 @@
+"""Content-addressed blobs: `<models>/blobs/sha256-<hex>`, written atomically and verified."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+from typing import BinaryIO
+
+from ollmlx.errors import BadRequest, DigestMismatch, StoreError
+
+DIGEST_RE = re.compile(r"^sha256[:-]([0-9a-fA-F]{64})$")
+CHUNK = 1 << 20
+
+
+def normalize_digest(digest: str) -> str:
+    """`sha256:<hex>` (lower-case) from either separator; anything else is refused before it
+    can become a path (the 2024 digest path-traversal class of bugs)."""
+    m = DIGEST_RE.match(digest or "")
+    if not m:
+        raise BadRequest("invalid digest format")
+    return "sha256:" + m.group(1).lower()
+
+
+def digest_bytes(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def digest_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+class BlobStore:
+    def __init__(self, root: Path) -> None:
+        self.dir = root / "blobs"
+
+    def path(self, digest: str) -> Path:
+        return self.dir / normalize_digest(digest).replace(":", "-")
+
+    def exists(self, digest: str) -> bool:
+        return self.path(digest).is_file()
+
+    def size(self, digest: str) -> int:
+        return self.path(digest).stat().st_size
+
+    def _tempfile(self) -> tuple[BinaryIO, Path]:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix="sha256-", suffix="-tmp", dir=self.dir)
+        return os.fdopen(fd, "wb"), Path(name)
+
+    def _commit(self, tmp: Path, actual: str, expected: str | None) -> str:
+        if expected is not None and normalize_digest(expected) != actual:
+            tmp.unlink(missing_ok=True)
+            raise DigestMismatch(normalize_digest(expected), actual)
+        final = self.path(actual)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, final)
+        return actual
+
+    def write_bytes(self, data: bytes, expected: str | None = None) -> str:
+        return self.write_chunks([data], expected)
+
+    def write_chunks(self, chunks: Iterable[bytes], expected: str | None = None) -> str:
+        """Write a blob from chunks; returns its digest. Nothing is left behind on failure."""
+        f, tmp = self._tempfile()
+        h = hashlib.sha256()
+        try:
+            with f:
+                for chunk in chunks:
+                    h.update(chunk)
+                    f.write(chunk)
+                f.flush()
+                os.fsync(f.fileno())
+            return self._commit(tmp, "sha256:" + h.hexdigest(), expected)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    async def write_async(self, chunks: AsyncIterator[bytes], expected: str | None = None) -> str:
+        f, tmp = self._tempfile()
+        h = hashlib.sha256()
+        try:
+            with f:
+                async for chunk in chunks:
+                    h.update(chunk)
+                    f.write(chunk)
+                f.flush()
+                os.fsync(f.fileno())
+            return self._commit(tmp, "sha256:" + h.hexdigest(), expected)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def write_file(self, src: Path) -> str:
+        def chunks() -> Iterable[bytes]:
+            with open(src, "rb") as f:
+                while chunk := f.read(CHUNK):
+                    yield chunk
+
+        return self.write_chunks(chunks())
+
+    def read_bytes(self, digest: str) -> bytes:
+        try:
+            return self.path(digest).read_bytes()
+        except FileNotFoundError as exc:
+            raise StoreError(f"blob {digest} is missing from the store") from exc
+
+    def verify(self, digest: str) -> None:
+        """Re-hash a blob; a corrupt blob is reported, never served."""
+        path = self.path(digest)
+        if not path.is_file():
+            raise StoreError(f"blob {digest} is missing from the store")
+        actual = digest_file(path)
+        if actual != normalize_digest(digest):
+            raise StoreError(f"blob {digest} is corrupt (its content hashes to {actual}); create or pull the model again")
+
+    def all_digests(self) -> set[str]:
+        if not self.dir.is_dir():
+            return set()
+        out = set()
+        for p in self.dir.iterdir():
+            m = DIGEST_RE.match(p.name)
+            if m and p.is_file():
+                out.add("sha256:" + m.group(1).lower())
+        return out
+
+    def remove(self, digest: str) -> None:
+        self.path(digest).unlink(missing_ok=True)

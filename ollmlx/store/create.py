@@ -1,0 +1,283 @@
+"""Create a model in the store (spec §6 /api/create): from a GGUF file, an HF/MLX directory, or
+another model, plus template/system/parameters/messages/license layers.
+
+Runs in a worker thread; `progress` receives Ollama's status objects. Nothing is visible until
+the manifest is written last, after every blob it names exists.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ollmlx.errors import BadRequest, OllmlxError
+from ollmlx.store import manifests as mf
+from ollmlx.store.blobs import normalize_digest
+from ollmlx.store.gguf_info import NotGGUF, human_number, read_gguf
+from ollmlx.store.manifests import Layer, Manifest
+from ollmlx.store.names import ModelName, parse_name
+from ollmlx.store.safetensors import TensorInfo, pack, read_header
+from ollmlx.store.store import Store
+
+Progress = Callable[[dict[str, Any]], None]
+WEIGHT_SUFFIXES = (".safetensors",)
+
+
+class CreateError(BadRequest):
+    pass
+
+
+@dataclass
+class CreateSpec:
+    name: ModelName
+    from_: str | None = None
+    files: dict[str, str] = field(default_factory=dict)
+    adapters: dict[str, str] = field(default_factory=dict)
+    template: str | None = None
+    system: str | None = None
+    license: str | list[str] | None = None
+    parameters: dict[str, Any] | None = None
+    messages: list[dict[str, Any]] | None = None
+    quantize: str | None = None
+
+
+def go_json(value: Any) -> bytes:
+    """json.NewEncoder(...).Encode: compact, HTML-escaped, trailing newline."""
+    s = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    s = s.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return (s + "\n").encode()
+
+
+def check_relative(path: str) -> None:
+    """Go's fs.ValidPath: slash-separated, no empty, "." or ".." element, not rooted."""
+    parts = path.split("/")
+    if not path or "\x00" in path or "\\" in path or any(p in ("", ".", "..") for p in parts):
+        raise CreateError("file path must be relative")
+
+
+class Creator:
+    def __init__(self, store: Store, progress: Progress) -> None:
+        self.store = store
+        self.progress = progress
+        self.config: dict[str, Any] = {}
+
+    def status(self, text: str, **extra: Any) -> None:
+        self.progress({"status": text, **extra})
+
+    def new_layer(self, data: bytes, media_type: str) -> Layer:
+        digest = self._put(data)
+        return Layer(media_type, digest, len(data))
+
+    def _put(self, data: bytes) -> str:
+        from ollmlx.store.blobs import digest_bytes
+
+        digest = digest_bytes(data)
+        existed = self.store.blobs.exists(digest)
+        if not existed:
+            self.store.blobs.write_bytes(data, digest)
+        self.status(f"{'using existing' if existed else 'creating new'} layer {digest}")
+        return digest
+
+    # -- sources -----------------------------------------------------------------------------
+    def _blob(self, digest: str) -> str:
+        d = normalize_digest(digest)
+        if not self.store.blobs.exists(d):
+            raise CreateError(f'blob "{d}" not found')
+        return d
+
+    def from_model(self, ref: str) -> list[Layer]:
+        base = parse_name(ref)
+        if not base.is_valid():
+            raise CreateError("invalid model name")
+        model = self.store.load(base, display=ref)
+        for key in ("model_format", "model_family", "model_families", "model_type", "file_type", "renderer", "parser"):
+            if key in model.config and key not in self.config:
+                self.config[key] = model.config[key]
+        return list(model.manifest.layers)
+
+    def from_files(self, files: dict[str, str]) -> list[Layer]:
+        if not files:
+            raise CreateError("no files provided to convert")
+        for fname in files:
+            check_relative(fname)
+        ggufs = [f for f in files if f.lower().endswith(".gguf")]
+        if ggufs or len(files) == 1 and not any(f.endswith(WEIGHT_SUFFIXES) or f.endswith(".json") for f in files):
+            return [self._gguf_layer(fname, files[fname]) for fname in (ggufs or list(files))]
+        if not any(f.endswith(WEIGHT_SUFFIXES) for f in files):
+            raise CreateError("unknown type")
+        return self._safetensors_layers(files)
+
+    def _gguf_layer(self, fname: str, digest: str) -> Layer:
+        self.status("parsing GGUF")
+        d = self._blob(digest)
+        path = self.store.blobs.path(d)
+        try:
+            info = read_gguf(path)
+        except NotGGUF as exc:
+            raise CreateError("supplied file was not in GGUF format") from exc
+        general_type = str(info.kv.get("general.type", "model"))
+        media = mf.MT_ADAPTER if general_type == "adapter" else mf.MT_MODEL
+        if media == mf.MT_MODEL:
+            arch = info.architecture
+            self.config.setdefault("model_format", "gguf")
+            self.config.setdefault("model_family", arch)
+            self.config.setdefault("model_type", human_number(info.parameter_count))
+            self.config.setdefault("file_type", info.file_type)
+            self.config.setdefault("model_families", [arch])
+        self.status(f"using existing layer {d}")
+        return Layer(media, d, path.stat().st_size, from_=None)
+
+    def _safetensors_layers(self, files: dict[str, str]) -> list[Layer]:
+        self.status("converting model")
+        layers: list[Layer] = []
+        config: dict[str, Any] = {}
+        for fname, digest in sorted(files.items()):
+            if fname.endswith(WEIGHT_SUFFIXES):
+                continue
+            d = self._blob(digest)
+            layers.append(Layer(mf.MT_JSON, d, self.store.blobs.size(d), name=fname))
+            if fname == "config.json":
+                try:
+                    config = json.loads(self.store.blobs.read_bytes(d))
+                except ValueError as exc:
+                    raise CreateError(f"config.json: {exc}") from exc
+        if not config:
+            raise CreateError("unknown type")
+        quant = config.get("quantization") or config.get("quantization_config") or {}
+        group_size = int(quant.get("group_size", 64)) if isinstance(quant, dict) else 64
+        tensors: dict[str, tuple[TensorInfo, Any]] = {}
+        for fname, digest in sorted(files.items()):
+            if fname.endswith(WEIGHT_SUFFIXES):
+                path = self.store.blobs.path(self._blob(digest))
+                infos, _ = read_header(path)
+                for t in infos:
+                    tensors[t.name] = (t, path)
+        params = 0
+        bits_seen: set[int] = set()
+        for name in sorted(tensors):
+            info, path = tensors[name]
+            if name.endswith((".scales", ".biases")) and name.rsplit(".", 1)[0] + ".weight" in tensors:
+                continue  # packed with its weight below
+            base = name[: -len(".weight")] if name.endswith(".weight") else None
+            scales = tensors.get(f"{base}.scales") if base else None
+            if scales is not None and base is not None:
+                sinfo, spath = scales
+                gs = int((quant.get(base) or {}).get("group_size", group_size)) if isinstance(quant.get(base), dict) else group_size
+                in_dims = sinfo.shape[-1] * gs
+                bits = info.shape[-1] * 32 // max(1, in_dims)
+                bits_seen.add(bits)
+                parts = [(info, path), (sinfo, spath)]
+                rename = {f"{base}.scales": f"{name}.scale"}
+                if f"{base}.biases" in tensors:
+                    binfo, bpath = tensors[f"{base}.biases"]
+                    parts.append((binfo, bpath))
+                    rename[f"{base}.biases"] = f"{name}.bias"
+                meta = {"quant_type": f"int{bits}", "group_size": str(gs)}
+                params += in_dims * (sinfo.shape[0] if len(sinfo.shape) == 2 else 1)
+                layers.append(self._tensor_layer(name, pack(parts, meta, rename)))
+            else:
+                n = 1
+                for dim in info.shape:
+                    n *= dim
+                params += n
+                layers.append(self._tensor_layer(name, pack([(info, path)])))
+        arch = str(config.get("model_type", "unknown"))
+        self.config.setdefault("model_format", "safetensors")
+        self.config.setdefault("model_family", arch)
+        self.config.setdefault("model_families", [arch])
+        self.config.setdefault("model_type", human_number(params))
+        dtype = str(config.get("torch_dtype") or config.get("dtype") or "")
+        qlabel = f"int{min(bits_seen)}" if bits_seen else {"bfloat16": "BF16", "float16": "F16", "float32": "F32"}.get(dtype, dtype.upper() or "unknown")
+        self.config.setdefault("file_type", qlabel)
+        return layers
+
+    def _tensor_layer(self, name: str, chunks: Any) -> Layer:
+        digest = self.store.blobs.write_chunks(chunks)
+        return Layer(mf.MT_TENSOR, digest, self.store.blobs.size(digest), name=name)
+
+    # -- the whole create --------------------------------------------------------------------
+    def run(self, spec: CreateSpec) -> None:
+        if spec.from_:
+            layers = self.from_model(spec.from_)
+        elif spec.files:
+            layers = self.from_files(spec.files)
+        else:
+            raise CreateError("neither 'from' or 'files' was specified")
+        if spec.adapters:
+            if len(spec.adapters) > 1 and not all(k.endswith((".safetensors", ".json")) for k in spec.adapters):
+                raise CreateError("only one adapter is currently supported")
+            for fname in spec.adapters:
+                check_relative(fname)
+            for fname, digest in sorted(spec.adapters.items()):
+                d = self._blob(digest)
+                layers.append(Layer(mf.MT_ADAPTER, d, self.store.blobs.size(d), name=fname))
+        if spec.quantize:
+            self._quantize_check(layers, spec.quantize)
+
+        def replace(media: str, layer: Layer | None) -> None:
+            nonlocal layers
+            layers = [x for x in layers if x.media_type != media and not (media == mf.MT_TEMPLATE and x.media_type == mf.MT_PROMPT)]
+            if layer is not None:
+                layers.append(layer)
+
+        if spec.template:
+            from ollmlx.text.ollama_template import parse_template
+
+            try:
+                parse_template(spec.template)
+            except Exception as exc:
+                raise CreateError(f"template error: {exc}") from exc
+            replace(mf.MT_TEMPLATE, self.new_layer(spec.template.encode(), mf.MT_TEMPLATE))
+        if spec.system:
+            replace(mf.MT_SYSTEM, self.new_layer(spec.system.encode(), mf.MT_SYSTEM))
+        licenses = [spec.license] if isinstance(spec.license, str) else list(spec.license or [])
+        for text in licenses:
+            if text:
+                layers.append(self.new_layer(text.encode(), mf.MT_LICENSE))
+        params = dict(spec.parameters or {})
+        for layer in [x for x in layers if x.media_type == mf.MT_PARAMS]:
+            for k, v in json.loads(self.store.blobs.read_bytes(layer.digest)).items():
+                params.setdefault(k, v)
+        if params:
+            replace(mf.MT_PARAMS, self.new_layer(go_json(params), mf.MT_PARAMS))
+        if spec.messages:
+            replace(mf.MT_MESSAGES, self.new_layer(go_json(spec.messages), mf.MT_MESSAGES))
+
+        self.config.setdefault("model_format", "gguf")
+        self.config.setdefault("model_families", [self.config.get("model_family", "")])
+        config = {
+            "model_format": self.config.get("model_format"),
+            "model_family": self.config.get("model_family", ""),
+            "model_families": self.config.get("model_families"),
+            "model_type": self.config.get("model_type", ""),
+            "file_type": self.config.get("file_type", ""),
+            **{k: self.config[k] for k in ("renderer", "parser") if self.config.get(k)},
+            "architecture": "amd64",
+            "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [x.digest for x in layers]},
+        }
+        data = go_json(config)
+        from ollmlx.store.blobs import digest_bytes
+
+        cfg_digest = digest_bytes(data)
+        if not self.store.blobs.exists(cfg_digest):
+            self.store.blobs.write_bytes(data, cfg_digest)
+        manifest = Manifest(config=Layer(mf.CONFIG_MEDIA_TYPE, cfg_digest, len(data)), layers=layers)
+        self.status("writing manifest")
+        with self.store.lock:
+            old = self.store.entry(spec.name)
+            self.store.write_manifest(spec.name, manifest)
+            if old is not None:
+                self.store.prune(old.manifest.digests() - manifest.digests())
+        self.status("success")
+
+    def _quantize_check(self, layers: list[Layer], quantize: str) -> None:
+        q = quantize.upper()
+        if q not in {"Q4_K_M", "Q4_K_S", "Q4_K", "Q8_0", "F16", "BF16", "F32", "Q4", "Q8", "INT4", "INT8"}:
+            raise CreateError(f"unsupported quantization type {quantize}")
+        ft = str(self.config.get("file_type", "")).upper()
+        if ft not in {"F16", "BF16", "F32"}:
+            raise CreateError("quantization is only supported for F16, BF16 and F32 models")
+        raise OllmlxError(f"quantizing to {quantize} is not supported by this server yet")
