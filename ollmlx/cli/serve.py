@@ -15,6 +15,8 @@ def setup_logging() -> None:
     level = logging.DEBUG if config.debug_level() > 0 else logging.INFO
     logging.basicConfig(level=level, stream=sys.stderr,
                         format="time=%(asctime)s level=%(levelname)s source=%(name)s msg=%(message)s")
+    # one line per runner call is noise; our own logs say what happened to a request
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def serve() -> int:

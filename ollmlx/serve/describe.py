@@ -81,7 +81,7 @@ def show(model: Model, *, verbose: bool = False, system: str = "", user_agent: s
         model_path,
         adapters=[str(p) for p in model.adapter_paths],
         projectors=[str(p) for p in model.projector_paths],
-        template=model.template if model.template is not None else chat_template_of(model),
+        template=model.template,
         system=system or model.system or "",
         options=params,
         licenses=model.licenses,
