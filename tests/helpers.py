@@ -99,6 +99,7 @@ def start_server(tmp: Path, env_extra: dict[str, str] | None = None, models: Pat
     env.update({"OLLMLX_HOST": f"127.0.0.1:{port}", "OLLMLX_MODELS": str(models),
                 "PYTHONPATH": str(REPO), "HOME": str(tmp)})
     env.update(env_extra or {})
+    tmp.mkdir(parents=True, exist_ok=True)
     log_path = tmp / f"server-{port}.log"
     log = open(log_path, "wb")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen([sys.executable, "-m", "ollmlx", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)

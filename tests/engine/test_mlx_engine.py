@@ -1,0 +1,117 @@
+"""The MLX engine on real mlx (CPU here): GGUF loading, tokenizer, batching, stops, cancel."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from helpers import smollm2_gguf
+from ollmlx.runner.protocol import CompletionRequest, SamplingOptions
+from ollmlx.text.jinja_chat import render_chat
+
+QUESTION = "What is the capital of France? Answer briefly."
+
+
+def chat_prompt(loaded: Any, text: str) -> str:
+    return render_chat(loaded.chat_template, [{"role": "user", "content": text}])
+
+
+def greedy(prompt: str, n: int = 24, **opts: Any) -> CompletionRequest:
+    return CompletionRequest(prompt=prompt, options=SamplingOptions(temperature=0, num_predict=n, **opts))
+
+
+def run(engine: Any, collector: Any, req: CompletionRequest, timeout: float = 120) -> Any:
+    c = collector()
+    engine.submit(req, c)
+    assert c.done.wait(timeout), "engine did not finish"
+    return c
+
+
+def test_gguf_tokenizer_matches_llama_cpp(smol_loaded: Any) -> None:
+    # the tokenizer rebuilt from tokenizer.ggml.* must encode exactly as llama.cpp does
+    import llama_cpp
+
+    ref = llama_cpp.Llama(model_path=str(smollm2_gguf()), vocab_only=True, verbose=False)
+    texts = ["Hello world", "  leading spaces and\ttabs\n\nnewlines", "numbers 12345 and 3.14159",
+             "unicode: café naïve 日本語 🙂", "<|im_start|>user\nhi<|im_end|>", "don't won't it's"]
+    for text in texts:
+        ours = smol_loaded.tokenizer.encode(text, add_special_tokens=False)
+        theirs = ref.tokenize(text.encode(), add_bos=False, special=True)
+        assert ours == theirs, text
+        assert smol_loaded.tokenizer.decode(ours) == text
+
+
+def test_greedy_answer_paris(smol_loaded: Any, engine_factory: Any, collector: Any) -> None:
+    engine = engine_factory(smol_loaded)
+    c = run(engine, collector, greedy(chat_prompt(smol_loaded, QUESTION)))
+    assert "Paris" in c.text
+    assert c.final["done_reason"] == "stop" and c.final["eval_count"] >= 5
+    assert c.final["prompt_eval_count"] > 10
+
+
+def test_concurrent_sequences_match_solo_runs(tiny_loaded: Any, engine_factory: Any, collector: Any) -> None:
+    engine = engine_factory(tiny_loaded, parallel=4)
+    prompts = [f"Sequence number {i} says" for i in range(4)]
+    solo = [run(engine, collector, greedy(p, 16)).text for p in prompts]
+    cs = [collector() for _ in prompts]
+    for p, c in zip(prompts, cs):
+        engine.submit(greedy(p, 16), c)
+    for c in cs:
+        assert c.done.wait(120)
+    assert [c.text for c in cs] == solo
+    assert all(c.final["eval_count"] == 16 for c in cs)
+
+
+def test_stop_string_across_tokens_is_not_leaked(smol_loaded: Any, engine_factory: Any, collector: Any) -> None:
+    engine = engine_factory(smol_loaded)
+    full = run(engine, collector, greedy(chat_prompt(smol_loaded, QUESTION))).text
+    assert "France is Paris" in full
+    c = run(engine, collector, greedy(chat_prompt(smol_loaded, QUESTION), stop=["ce is Par"]))
+    assert c.text == full[: full.index("ce is Par")]
+    assert c.final["done_reason"] == "stop"
+
+
+def test_cancel_frees_the_sequence(tiny_loaded: Any, engine_factory: Any, collector: Any) -> None:
+    engine = engine_factory(tiny_loaded)
+    c = collector()
+    rid = engine.submit(greedy("cancel me", 2000), c)
+    import time
+
+    deadline = time.monotonic() + 30
+    while not c.chunks and time.monotonic() < deadline:
+        time.sleep(0.01)
+    engine.cancel(rid)
+    deadline = time.monotonic() + 10
+    while engine.active and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert engine.active == 0
+    assert not c.done.is_set() and len(c.chunks) < 2000
+
+
+def test_prefix_cache_hit_skips_prefill(tiny_loaded: Any, engine_factory: Any, collector: Any) -> None:
+    engine = engine_factory(tiny_loaded)
+    prefix = "You are a helpful assistant. " * 20
+    first = run(engine, collector, greedy(prefix + "Question one?", 4))
+    second = run(engine, collector, greedy(prefix + "Question two?", 4))
+    assert first.final["cached_tokens"] == 0
+    assert second.final["cached_tokens"] > 100
+    assert second.final["prompt_eval_count"] < first.final["prompt_eval_count"] // 2
+
+
+def test_prompt_longer_than_context(tiny_loaded: Any, engine_factory: Any, collector: Any) -> None:
+    engine = engine_factory(tiny_loaded, num_ctx=64)
+    long = "word " * 200
+    c = run(engine, collector, greedy(long, 4))
+    assert c.final["done"] and c.final["prompt_eval_count"] < 64
+    no_shift = greedy(long, 4)
+    no_shift.shift = False
+    c = run(engine, collector, no_shift)
+    assert "error" in c.final and "longer than the context length" in c.final["error"]
+
+
+@pytest.mark.parametrize("n", [1, 7])
+def test_num_predict_limits_tokens(tiny_loaded: Any, engine_factory: Any, collector: Any, n: int) -> None:
+    engine = engine_factory(tiny_loaded)
+    c = run(engine, collector, greedy("limit", n))
+    assert c.final["eval_count"] == n and c.final["done_reason"] == "length"
