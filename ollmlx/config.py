@@ -24,9 +24,7 @@ def _bool(name: str, default: bool = False) -> bool:
     value = _raw(name)
     if value is None or value == "":
         return default
-    if value.lower() in ("0", "f", "false"):
-        return False
-    return True
+    return value.lower() not in ("0", "f", "false")
 
 
 def _int(name: str, default: int) -> int:

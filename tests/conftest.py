@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from helpers import Server, create_smollm2, start_server, stop_server  # noqa: E402
+from helpers import Server, create_smollm2, start_server, stop_server
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,7 @@ from ollmlx.api.security import install_security
 from ollmlx.api.streaming import JSONResponse
 from ollmlx.errors import OllmlxError, message_of
 from ollmlx.runner.client import RunnerProcess
+from ollmlx.runner.protocol import ModelSpec
 from ollmlx.sched.scheduler import RunnerFactory, Scheduler
 from ollmlx.serve.inference import Inference
 from ollmlx.store.store import Store
@@ -27,7 +28,7 @@ from ollmlx.store.store import Store
 log = logging.getLogger("ollmlx.api")
 
 
-def default_runner_factory(engine: str, spec, num_ctx: int, parallel: int):  # type: ignore[no-untyped-def]
+def default_runner_factory(engine: str, spec: ModelSpec, num_ctx: int, parallel: int) -> RunnerProcess:
     return RunnerProcess(engine, spec, num_ctx=num_ctx, parallel=parallel)
 
 

@@ -50,7 +50,7 @@ async def ps(request: Request) -> Response:
     svc = services(request)
     models = []
     for loaded in svc.scheduler.ps():
-        info = await loaded.runner.refresh_info() if hasattr(loaded.runner, "refresh_info") else loaded.info
+        info = await loaded.runner.refresh_info()
         model = loaded.req.extra.get("model")
         size = info.memory_bytes if info else 0
         entry: dict[str, Any] = {

@@ -33,7 +33,7 @@ def go_syntax_error(body: str, exc: json.JSONDecodeError) -> str:
     """Approximate Go's *json.SyntaxError text from where Python's decoder stopped."""
     pos = exc.pos
     rest = body[pos:].lstrip()
-    if not rest or exc.msg.startswith(("Unterminated string", "Expecting value: line")) and not rest:
+    if not rest or (exc.msg.startswith(("Unterminated string", "Expecting value: line")) and not rest):
         return "unexpected end of JSON input"
     ch = rest[0]
     shown = "'\\''" if ch == "'" else f"'{ch}'"

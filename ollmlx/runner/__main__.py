@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import uvicorn
@@ -38,7 +39,7 @@ def _die_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def make_factory(engine: str, spec: ModelSpec, num_ctx: int, parallel: int):  # type: ignore[no-untyped-def]
+def make_factory(engine: str, spec: ModelSpec, num_ctx: int, parallel: int) -> Callable[[], Engine]:
     def factory() -> Engine:
         if engine == "mlx":
             from ollmlx.runner.engines.mlx.runner_engine import MLXRunnerEngine

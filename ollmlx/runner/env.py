@@ -32,7 +32,7 @@ def runner_env(engine: str) -> dict[str, str]:
     # The runner must import this very ollmlx, also when it runs from a source checkout.
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
-    if engine == "mlx" and sys.platform.startswith("linux") and not env.get("OLLMLX_MLX_DEVICE") == "gpu":
+    if engine == "mlx" and sys.platform.startswith("linux") and env.get("OLLMLX_MLX_DEVICE") != "gpu":
         # mlx's Linux CPU wheel ships reference BLAS; OpenBLAS is ~50x faster for its matmuls.
         blas = find_openblas()
         if blas:

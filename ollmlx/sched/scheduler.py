@@ -9,13 +9,13 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ollmlx import config
 from ollmlx.errors import RequestCanceled, ServerBusy
-from ollmlx.runner.protocol import ModelSpec, RunnerInfo
+from ollmlx.runner.protocol import CompletionRequest, EmbeddingRequest, EmbeddingResponse, ModelSpec, RunnerInfo
 
 log = logging.getLogger("ollmlx.sched")
 
@@ -37,6 +37,17 @@ class Runner(Protocol):
     async def wait(self) -> int: ...
 
     async def stop(self, grace: float = 5.0) -> None: ...
+
+    # the work a loaded runner does for the services (RunnerProcess implements these)
+    def completion(self, req: CompletionRequest) -> AsyncIterator[dict[str, Any]]: ...
+
+    async def tokenize(self, text: str, add_special: bool = False) -> list[int]: ...
+
+    async def detokenize(self, tokens: list[int]) -> str: ...
+
+    async def embed(self, req: EmbeddingRequest) -> EmbeddingResponse: ...
+
+    async def refresh_info(self) -> RunnerInfo | None: ...
 
 
 RunnerFactory = Callable[[str, ModelSpec, int, int], Runner]

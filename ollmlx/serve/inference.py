@@ -97,8 +97,7 @@ class Inference:
         loaded = await self.scheduler.acquire(load_request(model, opts), keep_alive)
         load_duration = time.perf_counter() - t0
         try:
-            assert hasattr(loaded.runner, "completion")
-            async for chunk in loaded.runner.completion(creq):  # type: ignore[attr-defined]
+            async for chunk in loaded.runner.completion(creq):
                 if chunk.get("done"):
                     chunk["total_duration"] = int((time.perf_counter() - t0) * 1e9)
                     chunk["load_duration"] = int(load_duration * 1e9)
@@ -113,11 +112,10 @@ class Inference:
         keep_alive = keep_alive_of(req.keep_alive)
         caps = capabilities(model)
         opts = self.options(model, req.options)
-        if not req.prompt and not req.suffix and not req.debug_render_only:
-            if keep_alive == 0:
-                out = await self._load_or_unload(model, keep_alive, opts, req.model, t0)
-                yield {**out, "response": ""}
-                return
+        if not req.prompt and not req.suffix and not req.debug_render_only and keep_alive == 0:
+            status = await self._load_or_unload(model, keep_alive, opts, req.model, t0)
+            yield {**status, "response": ""}
+            return
         if "completion" not in caps:
             raise BadRequest(f'"{req.model}" does not support generate')
         if req.raw and (req.template or req.system or req.context):
@@ -128,8 +126,8 @@ class Inference:
         if think.value and "thinking" not in caps:
             raise BadRequest(f'"{req.model}" does not support thinking')
         if not req.prompt and not req.suffix and not req.debug_render_only:
-            out = await self._load_or_unload(model, keep_alive, opts, req.model, t0)
-            yield {**out, "response": ""}
+            status = await self._load_or_unload(model, keep_alive, opts, req.model, t0)
+            yield {**status, "response": ""}
             return
 
         if req.raw:
@@ -157,13 +155,8 @@ class Inference:
                                  logprobs=req.logprobs, top_logprobs=req.top_logprobs,
                                  shift=req.shift is not False, truncate=req.truncate is not False,
                                  return_tokens=not req.raw, images=req.images or [])
-        if req.context:
-            loaded_ctx = req.context
-            creq.tokens = None
-            creq.prompt = text
-            creq = creq.model_copy(update={"tokens": None})
-            prefix = await self._detokenize(model, opts, keep_alive, loaded_ctx)
-            creq.prompt = prefix + text
+        if req.context:  # deprecated continuation: earlier tokens come back as text before the prompt
+            creq.prompt = await self._detokenize(model, opts, keep_alive, req.context) + text
         async for chunk in self._run(model, opts, keep_alive, creq, t0):
             out: dict[str, Any] = {"model": req.model, "created_at": rfc3339nano(),
                                    "response": chunk.get("content", ""), "done": bool(chunk.get("done"))}
@@ -180,7 +173,7 @@ class Inference:
                           tokens: list[int]) -> str:
         loaded = await self.scheduler.acquire(load_request(model, opts), keep_alive)
         try:
-            return await loaded.runner.detokenize(tokens)  # type: ignore[attr-defined, no-any-return]
+            return await loaded.runner.detokenize(tokens)
         finally:
             self.scheduler.release(loaded)
 
@@ -193,8 +186,8 @@ class Inference:
         opts = self.options(model, req.options)
         messages = [m.wire() for m in (req.messages or [])]
         if not messages and keep_alive == 0:
-            out = await self._load_or_unload(model, keep_alive, opts, req.model, t0)
-            yield {**out, "message": {"role": "assistant", "content": ""}}
+            status = await self._load_or_unload(model, keep_alive, opts, req.model, t0)
+            yield {**status, "message": {"role": "assistant", "content": ""}}
             return
         if "completion" not in caps:
             raise BadRequest(f'"{req.model}" does not support chat')
@@ -206,8 +199,8 @@ class Inference:
         if think.value and "thinking" not in caps:
             raise BadRequest(f'"{req.model}" does not support thinking')
         if not messages:
-            out = await self._load_or_unload(model, keep_alive, opts, req.model, t0)
-            yield {**out, "message": {"role": "assistant", "content": ""}}
+            status = await self._load_or_unload(model, keep_alive, opts, req.model, t0)
+            yield {**status, "message": {"role": "assistant", "content": ""}}
             return
         msgs = [m for m in model.messages if isinstance(m, dict)] + messages
         if model.system and (not msgs or msgs[0].get("role") != "system"):

@@ -116,7 +116,7 @@ class ManifestStore:
         return None
 
     def _walk(self) -> list[ModelName]:
-        out = []
+        out: list[ModelName] = []
         if not self.dir.is_dir():
             return out
         for p in self.dir.glob("*/*/*/*"):

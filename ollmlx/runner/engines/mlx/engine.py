@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import mlx.core as mx
 from mlx_lm.generate import BatchGenerator
@@ -208,12 +208,13 @@ class MLXEngine:
             text = self.tok.decode([t])
             return {"token": text, "logprob": lp, "bytes": list(text.encode())}
 
-        out = entry(token, float(logprobs[token].item()))
+        out = entry(token, cast(float, logprobs[token].item()))
         if top > 0:
             idx = mx.argpartition(-logprobs, kth=top - 1)[:top]
-            vals = logprobs[idx]
-            pairs = sorted(zip(idx.tolist(), vals.tolist()), key=lambda p: -p[1])
-            out["top_logprobs"] = [entry(int(t), float(v)) for t, v in pairs]
+            ids = cast(list[int], idx.tolist())
+            vals = cast(list[float], logprobs[idx].tolist())
+            pairs = sorted(zip(ids, vals), key=lambda p: -p[1])
+            out["top_logprobs"] = [entry(t, v) for t, v in pairs]
         return out
 
     def _on_token(self, r: Any) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import mlx.core as mx
 
@@ -51,8 +51,15 @@ def _scalar(v: Any) -> Any:
 
 
 def read_metadata(path: Path) -> dict[str, Any]:
-    _, meta = mx.load(str(path), format="gguf", return_metadata=True)
+    _, meta = _load_gguf(path)
     return {k: _scalar(v) for k, v in meta.items()}
+
+
+def _load_gguf(path: Path) -> tuple[dict[str, mx.array], dict[str, Any]]:
+    out = mx.load(str(path), format="gguf", return_metadata=True)
+    assert isinstance(out, tuple)
+    weights, meta = out
+    return cast(dict[str, mx.array], weights), cast(dict[str, Any], meta)
 
 
 def hf_config(meta: dict[str, Any], has_output: bool) -> dict[str, Any]:
@@ -107,7 +114,7 @@ def _dequantize_rest(path: Path, names: set[str]) -> dict[str, mx.array]:
 def load_gguf_weights(path: Path) -> tuple[dict[str, mx.array], dict[str, Any]]:
     """GGUF weights renamed to HF names, and the metadata."""
     try:
-        raw, meta_raw = mx.load(str(path), format="gguf", return_metadata=True)
+        raw, meta_raw = _load_gguf(path)
         meta = {k: _scalar(v) for k, v in meta_raw.items()}
     except Exception as exc:  # mx raises ValueError/RuntimeError with engine text
         if "gguf_tensor_to_f16" not in str(exc) and "Unsupported" not in str(exc):

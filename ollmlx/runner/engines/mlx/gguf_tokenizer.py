@@ -55,7 +55,7 @@ def build_tokenizer(meta: dict[str, Any]) -> tuple[Tokenizer, dict[str, Any]]:
         tok = Tokenizer(models.BPE(vocab, merges, ignore_merges=False))
         pre = _text(meta.get("tokenizer.ggml.pre", "default"))
         pattern = PRE_PATTERNS.get(pre, _GPT2)
-        splits = []
+        splits: list[Any] = []
         if pre in DIGIT_SPLIT:
             splits.append(pre_tokenizers.Digits(individual_digits=True))
         splits.append(pre_tokenizers.Split(Regex(pattern), behavior="isolated"))
@@ -72,7 +72,7 @@ def build_tokenizer(meta: dict[str, Any]) -> tuple[Tokenizer, dict[str, Any]]:
                                            unk_id=int(meta.get("tokenizer.ggml.unknown_token_id", 0)),
                                            byte_fallback=True))
         add_space = bool(meta.get("tokenizer.ggml.add_space_prefix", True))
-        norms = [normalizers.Replace(" ", "\u2581")]
+        norms: list[Any] = [normalizers.Replace(" ", "\u2581")]
         if add_space:
             norms.insert(0, normalizers.Prepend("\u2581"))
         tok.normalizer = normalizers.Sequence(norms)

@@ -7,7 +7,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -61,7 +61,7 @@ def load_gguf(path: Path) -> LoadedModel:
     model = build_model(config, weights)
     tok, facts = build_tokenizer(meta)
     wrapper = _wrap_tokenizer(tok, facts)
-    wrapper.add_bos_token = facts["add_bos_token"]  # type: ignore[attr-defined]
+    wrapper.add_bos_token = facts["add_bos_token"]
     return LoadedModel(model, wrapper, config, int(config["max_position_embeddings"]), facts["chat_template"])
 
 
@@ -78,7 +78,10 @@ def load_tensor_layers(blob_paths: list[str]) -> tuple[dict[str, mx.array], dict
     weights: dict[str, mx.array] = {}
     quant: dict[str, dict[str, int]] = {}
     for p in blob_paths:
-        arrays, meta = mx.load(p, format="safetensors", return_metadata=True)
+        loaded = mx.load(p, format="safetensors", return_metadata=True)
+        assert isinstance(loaded, tuple)
+        arrays = cast(dict[str, mx.array], loaded[0])
+        meta = cast(dict[str, str], loaded[1])
         for name, arr in arrays.items():
             weights[_rename_ollama_tensor(name)] = arr
             qtype = meta.get(f"{name}.quant_type") or meta.get("quant_type")

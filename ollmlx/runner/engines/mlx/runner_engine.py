@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 
-from ollmlx.runner.engine_api import EngineError, Emit
+from ollmlx.runner.engine_api import Emit, EngineError
 from ollmlx.runner.engines.mlx import host
 from ollmlx.runner.engines.mlx.engine import MLXEngine
 from ollmlx.runner.engines.mlx.loader import load
