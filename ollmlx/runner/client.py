@@ -21,7 +21,13 @@ import httpx
 from ollmlx import config
 from ollmlx.errors import BadRequest, OllmlxError, RunnerError
 from ollmlx.runner.env import runner_env
-from ollmlx.runner.protocol import CompletionRequest, EmbeddingRequest, EmbeddingResponse, ModelSpec, RunnerInfo
+from ollmlx.runner.protocol import (
+    CompletionRequest,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    ModelSpec,
+    RunnerInfo,
+)
 
 log = logging.getLogger("ollmlx.runner")
 

@@ -103,7 +103,7 @@ class Creator:
         for fname in files:
             check_relative(fname)
         ggufs = [f for f in files if f.lower().endswith(".gguf")]
-        if ggufs or len(files) == 1 and not any(f.endswith(WEIGHT_SUFFIXES) or f.endswith(".json") for f in files):
+        if ggufs or (len(files) == 1 and not any(f.endswith(WEIGHT_SUFFIXES) or f.endswith(".json") for f in files)):
             return [self._gguf_layer(fname, files[fname]) for fname in (ggufs or list(files))]
         if not any(f.endswith(WEIGHT_SUFFIXES) for f in files):
             raise CreateError("unknown type")
