@@ -155,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ollmlx", description="Large language model runner (MLX)")
     p.add_argument("-v", "--version", action="store_true", help="Show version information")
     sub = p.add_subparsers(dest="command")
+    SUBPARSERS.clear()
     sub.add_parser("serve", aliases=["start"], help="Start ollmlx", epilog=serve_help(),
                    formatter_class=argparse.RawDescriptionHelpFormatter)
     c = sub.add_parser("create", help="Create a model")
@@ -187,16 +188,24 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("destination")
     rm = sub.add_parser("rm", help="Remove a model")
     rm.add_argument("models", nargs="+")
+    SUBPARSERS.update(sub.choices)
     return p
 
 
+SUBPARSERS: dict[str, argparse.ArgumentParser] = {}
 COMMANDS = {"create": cmd_create, "show": cmd_show, "run": cmd_run, "stop": cmd_stop, "list": cmd_list,
             "ls": cmd_list, "ps": cmd_ps, "cp": cmd_cp, "rm": cmd_rm}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args, _ = parser.parse_known_args(argv)
+    if args.command:
+        # flags may come after positional arguments (`run MODEL --verbose PROMPT`), as with cobra
+        sub = SUBPARSERS[args.command]
+        rest = argv[argv.index(args.command) + 1:]
+        args = sub.parse_intermixed_args(rest, argparse.Namespace(command=args.command, version=False))
     if args.command in ("serve", "start"):
         from ollmlx.cli.serve import serve
 

@@ -43,8 +43,10 @@ class Progress:
             if status != self.current and self.current is not None:
                 self.out.write("\n")
             self.out.write("\r\x1b[K" + line)
-        elif status != self.current:
+        elif status != self.current and (not total or completed >= total):
             self.out.write(line + "\n")
+        elif status != self.current:
+            return  # on a non-TTY, a step with a total is printed once, when complete
         self.current = status
         self.out.flush()
 
