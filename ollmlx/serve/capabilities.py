@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
+from ollmlx.store.gguf_info import GGUFInfo
 from ollmlx.store.store import Model
 
 EMBEDDING_ARCHITECTURES = {"bert", "nomic-bert", "nomic_bert", "xlm-roberta", "xlm_roberta", "roberta",
@@ -9,9 +14,12 @@ EMBEDDING_ARCHITECTURES = {"bert", "nomic-bert", "nomic_bert", "xlm-roberta", "x
 
 
 def _go_template_caps(template: str) -> set[str]:
-    from ollmlx.text.ollama_template import template_capabilities
+    from ollmlx.text.ollama_template import capabilities as template_capabilities
 
-    return template_capabilities(template)
+    try:
+        return set(template_capabilities(template))
+    except Exception:  # an unparsable stored template has no capabilities beyond completion
+        return set()
 
 
 def chat_template_of(model: Model) -> str | None:
@@ -32,16 +40,32 @@ def chat_template_of(model: Model) -> str | None:
     return None
 
 
-def is_embedding_model(model: Model) -> bool:
-    if model.format == "gguf":
-        info = model.gguf
-        return bool(info and (info.architecture in EMBEDDING_ARCHITECTURES or info.pooling))
-    cfg = model.hf_config
+def is_embedding_gguf(info: GGUFInfo) -> bool:
+    return info.architecture in EMBEDDING_ARCHITECTURES or info.pooling
+
+
+def is_embedding_config(cfg: dict[str, Any], modules: list[Any] | None = None) -> bool:
+    """An HF config.json (and sentence-transformers modules.json, whose Pooling module marks an
+    embedding model even on a decoder such as Qwen3-Embedding). The runner uses it too."""
     if str(cfg.get("model_type", "")).lower() in EMBEDDING_ARCHITECTURES:
+        return True
+    if any(isinstance(m, dict) and str(m.get("type", "")).endswith("Pooling") for m in modules or []):
         return True
     archs = [str(a) for a in cfg.get("architectures") or []]
     return bool(archs) and all(not a.endswith(("ForCausalLM", "ForConditionalGeneration")) for a in archs) \
         and any(a.endswith(("Model", "ForMaskedLM")) for a in archs)
+
+
+def is_embedding_model(model: Model) -> bool:
+    if model.format == "gguf":
+        info = model.gguf
+        return bool(info and is_embedding_gguf(info))
+    modules_path = model.json_layer_paths().get("modules.json")
+    try:
+        modules = json.loads(Path(modules_path).read_text()) if modules_path else None
+    except (OSError, ValueError):
+        modules = None
+    return is_embedding_config(model.hf_config, modules if isinstance(modules, list) else None)
 
 
 def capabilities(model: Model) -> list[str]:

@@ -223,7 +223,7 @@ class Creator:
                 layers.append(layer)
 
         if spec.template:
-            from ollmlx.text.ollama_template import parse_template
+            from ollmlx.text.ollama_template import parse as parse_template
 
             try:
                 parse_template(spec.template)

@@ -115,3 +115,30 @@ def test_num_predict_limits_tokens(tiny_loaded: Any, engine_factory: Any, collec
     engine = engine_factory(tiny_loaded)
     c = run(engine, collector, greedy("limit", n))
     assert c.final["eval_count"] == n and c.final["done_reason"] == "length"
+
+
+def test_format_json_and_schema_always_parse(smol_loaded: Any, engine_factory: Any, collector: Any) -> None:
+    import json
+
+    engine = engine_factory(smol_loaded)
+    schema = {"type": "object", "properties": {"city": {"type": "string"}, "population": {"type": "integer"}},
+              "required": ["city", "population"]}
+    for fmt in ("json", schema):
+        req = greedy(chat_prompt(smol_loaded, "Give me a city and its population as JSON."), 60)
+        req.format = fmt
+        c = run(engine, collector, req)
+        data = json.loads(c.text)
+        assert isinstance(data, dict)
+        if fmt is schema:
+            assert isinstance(data["city"], str) and isinstance(data["population"], int)
+
+
+def test_bad_schema_is_a_400(smol_loaded: Any, engine_factory: Any, collector: Any) -> None:
+    engine = engine_factory(smol_loaded)
+    req = greedy("x", 4)
+    req.format = {"type": "object", "properties": {"a": {"type": "no-such-type"}}}
+    c = run(engine, collector, req)
+    assert c.final.get("status") == 400 and "schema" in c.final["error"]
+    req.format = "yaml"
+    c = run(engine, collector, req)
+    assert c.final.get("status") == 400 and c.final["error"].startswith('invalid format: "yaml"')

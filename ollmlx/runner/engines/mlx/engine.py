@@ -19,6 +19,7 @@ import mlx.core as mx
 from mlx_lm.generate import BatchGenerator
 from mlx_lm.models.cache import LRUPromptCache, can_trim_prompt_cache, trim_prompt_cache
 
+from ollmlx.runner.engines.mlx.constrained import GrammarProcessor, Grammars
 from ollmlx.runner.engines.mlx.loader import LoadedModel
 from ollmlx.runner.engines.mlx.sampling import make_processors, make_sampler
 from ollmlx.runner.protocol import CompletionRequest
@@ -65,10 +66,14 @@ class MLXEngine:
         self._gen: BatchGenerator | None = None
         self._thread = threading.Thread(target=self._loop, name="mlx-engine", daemon=True)
         self._stopping = False
+        vocab = int(loaded.config.get("vocab_size") or len(self.tok.vocab))
+        self.grammars = Grammars(self.tok._tokenizer, vocab, sorted(self.tok.eos_token_ids))
 
     # -- called from HTTP threads ------------------------------------------------------------
     def start(self) -> None:
         self._thread.start()
+        # building the grammar tokenizer takes ~1s: do it off the engine thread, ahead of need
+        threading.Thread(target=lambda: self.grammars.tokenizer, name="grammar-warmup", daemon=True).start()
 
     def stop(self) -> None:
         self._stopping = True
@@ -174,6 +179,7 @@ class MLXEngine:
         assert self._gen is not None
         req = seq.req
         seq.tokens = self._prompt_tokens(req)
+        matcher = self.grammars.matcher(req.format)
         room = self.num_ctx - len(seq.tokens)
         max_tokens = room if req.options.num_predict < 0 else min(req.options.num_predict, room)
         if max_tokens <= 0:
@@ -198,7 +204,8 @@ class MLXEngine:
             caches=[cache] if cache is not None else None,
             all_tokens=[seq.tokens[: seq.n_cached]],
             samplers=[make_sampler(req.options)],
-            logits_processors=[make_processors(req.options, self.num_ctx)],
+            logits_processors=[make_processors(req.options, self.num_ctx)
+                               + ([GrammarProcessor(matcher, self.grammars.vocab_size)] if matcher else [])],
         )
         self._by_uid[seq.uid] = seq
         self._by_rid[seq.rid] = seq
