@@ -203,7 +203,7 @@ class Inference:
             yield {**status, "message": {"role": "assistant", "content": ""}}
             return
         msgs = [m for m in model.messages if isinstance(m, dict)] + messages
-        if model.system and (not msgs or msgs[0].get("role") != "system"):
+        if model.system and messages[0].get("role") != "system":  # the request's first message decides
             msgs.insert(0, {"role": "system", "content": model.system})
         text = prompts.render(model, prompts.PromptRequest(
             msgs, tools=req.tools, think=think.value, think_level=think.level, is_think_set=req.think is not None))
