@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import PlainTextResponse, Response
 
 from ollmlx import __version__
-from ollmlx.api import create, generate, models
+from ollmlx.api import create, embed, generate, models
 from ollmlx.api.context import Services
 from ollmlx.api.security import install_security
 from ollmlx.api.streaming import JSONResponse
@@ -75,6 +75,7 @@ def create_app(models_dir: Path, factory: RunnerFactory | None = None) -> FastAP
         return JSONResponse({"version": __version__})
 
     app.include_router(generate.router)
+    app.include_router(embed.router)
     app.include_router(models.router)
     app.include_router(create.router)
     install_security(app)

@@ -149,3 +149,28 @@ class CreateRequest(GoModel):
     @property
     def target(self) -> str:
         return self.model or self.name
+
+
+class EmbedRequest(GoModel):
+    """POST /api/embed (spec §4): `input` is a string or a list of strings, checked by the service."""
+
+    GO_NAME = "EmbedRequest"
+    GO_TYPES = {"model": "string", "input": "interface {}", "truncate": "bool", "dimensions": "int",
+                "options": "map[string]interface {}"}
+    model: StrictStr = ""
+    input: Any = None
+    truncate: StrictBool | None = None
+    dimensions: StrictInt = 0
+    keep_alive: Any = None
+    options: dict[str, Any] | None = None
+
+
+class EmbeddingsRequest(GoModel):
+    """POST /api/embeddings, the legacy single-prompt route (spec §5)."""
+
+    GO_NAME = "EmbeddingRequest"
+    GO_TYPES = {"model": "string", "prompt": "string", "options": "map[string]interface {}"}
+    model: StrictStr = ""
+    prompt: StrictStr = ""
+    keep_alive: Any = None
+    options: dict[str, Any] | None = None

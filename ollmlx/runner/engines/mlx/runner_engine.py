@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 
 from ollmlx.runner.engine_api import Emit, EngineError
 from ollmlx.runner.engines.mlx import host
+from ollmlx.runner.engines.mlx.embed import (
+    EmbedEngine,
+    decoder_embedder,
+    is_embedding_spec,
+    load_embedding_model,
+)
 from ollmlx.runner.engines.mlx.engine import MLXEngine
 from ollmlx.runner.engines.mlx.loader import load
 from ollmlx.runner.protocol import (
@@ -23,6 +30,15 @@ log = logging.getLogger("ollmlx.runner.mlx")
 class MLXRunnerEngine:
     def __init__(self, spec: ModelSpec, num_ctx: int, parallel: int) -> None:
         self.spec = spec
+        self.embedder: EmbedEngine | None = None
+        self.engine: MLXEngine | None = None
+        self._embed_lock = threading.Lock()
+        if is_embedding_spec(spec):  # an embedding model: no generation engine at all
+            self.embedder = load_embedding_model(spec, num_ctx)
+            self.details = host.tune_for_host(self.embedder.model)
+            self.num_ctx, self.parallel = self.embedder.num_ctx, 1
+            log.info("mlx embedding engine ready: %s num_ctx=%d %s", spec.name, self.num_ctx, self.details)
+            return
         self.loaded = load(spec)
         self.details = host.tune_for_host(self.loaded.model)
         self.num_ctx = min(num_ctx, self.loaded.context_length) if num_ctx > 0 else self.loaded.context_length
@@ -31,17 +47,23 @@ class MLXRunnerEngine:
         self.engine.start()
         log.info("mlx engine ready: %s num_ctx=%d parallel=%d %s", spec.name, self.num_ctx, self.parallel, self.details)
 
+    def _generator(self) -> MLXEngine:
+        if self.engine is None:  # the server checks capabilities first; this guards the runner itself
+            raise EngineError("this model does not support generate", 400)
+        return self.engine
+
     def submit(self, req: CompletionRequest, emit: Emit) -> int:
-        return self.engine.submit(req, emit)
+        return self._generator().submit(req, emit)
 
     def cancel(self, rid: int) -> None:
-        self.engine.cancel(rid)
+        if self.engine is not None:
+            self.engine.cancel(rid)
 
     def tokenize(self, text: str, add_special: bool = False) -> list[int]:
-        return self.engine.tokenize(text, add_special)
+        return (self.engine or self._embedding()).tokenize(text, add_special)
 
     def detokenize(self, tokens: list[int]) -> str:
-        return self.engine.detokenize(tokens)
+        return (self.engine or self._embedding()).detokenize(tokens)
 
     def info(self) -> RunnerInfo:
         mem = host.memory_bytes()
@@ -50,17 +72,26 @@ class MLXRunnerEngine:
             engine="mlx",
             device=host.device_name(),
             model=self.spec.name,
-            context_length=self.loaded.context_length,
+            context_length=self.embedder.context_length if self.engine is None and self.embedder
+            else self.loaded.context_length,
             num_ctx=self.num_ctx,
             parallel=self.parallel,
             memory_bytes=mem,
             vram_bytes=mem if gpu else 0,
-            details={**self.details, "prefix_cache_hits": self.engine.cache_hits,
-                     "prefix_cache_bytes": self.engine.prompt_cache.nbytes},
+            embedding=self.engine is None,
+            details={**self.details, **({"prefix_cache_hits": self.engine.cache_hits,
+                                         "prefix_cache_bytes": self.engine.prompt_cache.nbytes} if self.engine else {})},
         )
 
+    def _embedding(self) -> EmbedEngine:
+        """The embedding engine; for a generation model it shares the loaded weights (decoder pooling)."""
+        with self._embed_lock:
+            if self.embedder is None:
+                self.embedder = decoder_embedder(self.loaded, self.spec, self.num_ctx)
+            return self.embedder
+
     def embed(self, req: EmbeddingRequest) -> EmbeddingResponse:
-        raise EngineError("this model does not support embeddings", 400)
+        return self._embedding().embed(req)
 
 
 def _default_parallel() -> int:
