@@ -179,4 +179,11 @@ ENV_DOCS: dict[str, tuple[str, str]] = {
     "OLLAMA_NOHISTORY": ("false", "Do not preserve readline history"),
     "OLLMLX_ENGINE": ("auto", "Force the engine for GGUF models: mlx or llamacpp"),
     "OLLMLX_RUNNER_PYTHON": ("this interpreter", "Python interpreter for runner processes"),
+    "OLLMLX_HOME": ("~/.ollmlx", "Where the CLI keeps its history (history file)"),
+    "OLLMLX_MLX_DEVICE": ("auto", "Set to gpu to run MLX on the GPU (mlx-cuda) instead of the CPU"),
+    "OLLMLX_OPENBLAS": ("found on the system", "OpenBLAS library preloaded for MLX on Linux CPUs (empty: none)"),
+    "OLLMLX_CPU_WEIGHTS": ("auto", "MLX weights on CPU: float32 (dequantized for BLAS) or quantized"),
+    "OLLMLX_GPU_PARALLEL": ("16", "Parallel sequences per model on a GPU (CPU: 4)"),
+    "OLLMLX_LLAMACPP_THREADS": ("all cores", "Threads of the llama.cpp engine"),
+    "OLLMLX_LLAMACPP_REPACK": ("auto", "Let llama.cpp repack weights for its CPU kernels (1/0)"),
 }

@@ -7,9 +7,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ollmlx.cli.client import Client
-from ollmlx.cli.progress import Progress
+from ollmlx.cli.client import APIError, Client
+from ollmlx.cli.progress import Progress, Spinner
+from ollmlx.cli.transfer_cmd import StatusStream
 from ollmlx.store.modelfile import parse_modelfile_bytes
+from ollmlx.store.names import parse_name
 
 # Files of an HF/MLX directory that make up a model (weights, config, tokenizer, pooling).
 MODEL_FILE_SUFFIXES = (".safetensors", ".json", ".jinja", ".model", ".txt", ".tiktoken")
@@ -53,12 +55,17 @@ def upload_files(client: Client, files: list[Path], root: Path, progress: Progre
         if not p.is_file():
             raise ValueError(f"{p} is not a regular file")
         digest = _sha256(p)
-        status = f"copying file {digest}"
+        spinner = Spinner(f"copying file {digest} 0%")
+        progress.add(spinner)
 
-        def report(done: int, total: int, status: str = status) -> None:
-            progress.update({"status": status, "total": total, "completed": done})
+        def report(done: int, total: int, spinner: Spinner = spinner, digest: str = digest) -> None:
+            spinner.message = f"copying file {digest} {100 * done // max(total, 1)}%"
 
-        client.upload_blob(digest, str(p), report)
+        try:
+            client.upload_blob(digest, str(p), report)
+        finally:
+            spinner.message = f"copying file {digest} 100%"
+            spinner.stop()
         rel = p.name if p == root else str(p.relative_to(root)).replace(os.sep, "/")
         mapping[rel] = digest
     return mapping
@@ -74,7 +81,8 @@ def build_request(client: Client, name: str, modelfile_path: Path | None, progre
         base = Path.cwd()
     fields = mf.create_fields()
     req: dict[str, Any] = {"model": name}
-    progress.update({"status": "gathering model components"})
+    gathering = Spinner("gathering model components")
+    progress.add(gathering)
     for arg in fields.from_:
         target = _expand(arg, base)
         if target.is_file():
@@ -102,15 +110,24 @@ def build_request(client: Client, name: str, modelfile_path: Path | None, progre
         req["messages"] = fields.messages
     if quantize:
         req["quantize"] = quantize
+    gathering.stop()
     return req
 
 
-def create(client: Client, name: str, modelfile: str | None, quantize: str | None = None) -> None:
+def create(client: Client, name: str, modelfile: str | None, quantize: str | None = None,
+           convert: str | None = None) -> None:
+    """CreateHandler: the name is checked first, then the Modelfile read, files uploaded as blobs
+    and /api/create's statuses drawn. `convert` asks the server to convert the weights (`mlx`)."""
+    if not parse_name(name).is_valid():
+        raise APIError(0, f"invalid model name: {name}")
+    if modelfile and not Path(modelfile).is_file():
+        raise APIError(0, "specified Modelfile wasn't found")
     progress = Progress()
     path = Path(modelfile) if modelfile else Path("Modelfile")
     try:
         req = build_request(client, name, path, progress, quantize)
-        for obj in client.stream("/api/create", req):
-            progress.update(obj)
+        if convert:
+            req["convert"] = convert
+        StatusStream(progress, "create").consume(client.stream("/api/create", req))
     finally:
-        progress.done()
+        progress.stop()

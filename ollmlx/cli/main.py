@@ -1,234 +1,310 @@
-"""`ollmlx` command line: the commands of `ollama` (spec §23)."""
+"""`ollmlx` command line: the commands and flags of `ollama` (cmd/cmd.go NewCLI; spec §23).
+
+Arguments are parsed with argparse from one table of commands; help is printed in cobra's layout
+with the environment variables each command reads. As with cobra, flags may follow positional
+arguments, `--flag=value` works for every flag, and `--think` alone means `--think=true`."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
+from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
+
 from ollmlx import __version__, config
-from ollmlx.cli.client import APIError, Client
-from ollmlx.cli.humanize import human_bytes, human_time, table
+from ollmlx.cli.client import CONNECT_ERROR, APIError, Client
 
 
-def _parse_ts(s: str) -> float:
-    import datetime
-
-    if not s:
-        return 0.0
-    s = s.replace("Z", "+00:00")
-    if "." in s:  # Python wants at most 6 fractional digits
-        head, _, rest = s.partition(".")
-        digits = "".join(ch for ch in rest if ch.isdigit())
-        tz = rest[len(digits):]
-        s = f"{head}.{digits[:6]}{tz}"
-    return datetime.datetime.fromisoformat(s).timestamp()
+@dataclass(frozen=True)
+class Flag:
+    long: str
+    help: str
+    kind: str = "bool"  # bool | string | int
+    short: str = ""
+    no_opt: str | None = None  # value of a bare string flag (cobra's NoOptDefVal)
 
 
-def cmd_list(client: Client, args: argparse.Namespace) -> int:
-    models = client.get("/api/tags")["models"]
-    rows = [["NAME", "ID", "SIZE", "MODIFIED"]]
-    for m in models:
-        if args.prefix and not m["name"].startswith(args.prefix):
-            continue
-        rows.append([m["name"], m["digest"][:12], human_bytes(m["size"]), human_time(_parse_ts(m["modified_at"]))])
-    sys.stdout.write(table(rows))
-    return 0
+@dataclass(frozen=True)
+class Command:
+    name: str
+    use: str
+    short: str
+    flags: tuple[Flag, ...] = ()
+    args: tuple[tuple[str, str], ...] = ()  # (dest, nargs)
+    aliases: tuple[str, ...] = ()
+    env: tuple[str, ...] = ("OLLAMA_HOST",)
+    heartbeat: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
-def cmd_ps(client: Client, args: argparse.Namespace) -> int:
-    models = client.get("/api/ps")["models"]
-    rows = [["NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL"]]
-    for m in models:
-        if args.prefix and not m["name"].startswith(args.prefix):
-            continue
-        size, vram = m.get("size", 0), m.get("size_vram", 0)
-        if vram == 0:
-            proc = "100% CPU"
-        elif vram >= size:
-            proc = "100% GPU"
+INSECURE = Flag("insecure", "Use an insecure registry")
+COMMANDS: tuple[Command, ...] = (
+    Command("serve", "serve", "Start ollmlx", aliases=("start",), env=tuple(config.ENV_DOCS), heartbeat=False),
+    Command("create", "create MODEL", "Create a model", (
+        Flag("file", 'Name of the Modelfile (default "Modelfile")', "string", "f"),
+        Flag("quantize", "Quantize model to this level (e.g. q4_K_M)", "string", "q"),
+        Flag("experimental", "Enable experimental safetensors model creation"),
+        Flag("convert", "Convert the weights on import (mlx)", "string"),
+    ), (("model", "1"),)),
+    Command("show", "show MODEL", "Show information for a model", (
+        Flag("license", "Show license of a model"),
+        Flag("modelfile", "Show Modelfile of a model"),
+        Flag("parameters", "Show parameters of a model"),
+        Flag("template", "Show template of a model"),
+        Flag("system", "Show system message of a model"),
+        Flag("verbose", "Show detailed model information", short="v"),
+    ), (("model", "1"),)),
+    Command("run", "run MODEL [PROMPT]", "Run a model", (
+        Flag("keepalive", "Duration to keep a model loaded (e.g. 5m)", "string"),
+        Flag("verbose", "Show timings for response"),
+        Flag("insecure", "Use an insecure registry"),
+        Flag("nowordwrap", "Don't wrap words to the next line automatically"),
+        Flag("format", "Response format (e.g. json)", "string"),
+        Flag("think", "Enable thinking mode: true/false or high/medium/low for supported models", "string",
+             no_opt="true"),
+        Flag("hidethinking", "Hide thinking output (if provided)"),
+        Flag("truncate", "For embedding models: truncate inputs exceeding context length (default: true). "
+                         "Set --truncate=false to error instead"),
+        Flag("dimensions", "Truncate output embeddings to specified dimension (embedding models only)", "int"),
+        Flag("markdown", "Render answers as Markdown"),
+    ), (("model", "1"), ("prompt", "*")), env=("OLLAMA_HOST", "OLLAMA_NOHISTORY")),
+    Command("stop", "stop MODEL", "Stop a running model", args=(("model", "1"),)),
+    Command("pull", "pull MODEL", "Pull a model from a registry", (INSECURE,), (("model", "1"),)),
+    Command("push", "push MODEL", "Push a model to a registry", (INSECURE,), (("model", "1"),)),
+    Command("list", "list", "List models", args=(("prefix", "?"),), aliases=("ls",)),
+    Command("ps", "ps", "List running models", args=(("prefix", "?"),)),
+    Command("cp", "cp SOURCE DESTINATION", "Copy a model", args=(("source", "1"), ("destination", "1"))),
+    Command("rm", "rm MODEL [MODEL...]", "Remove a model", args=(("models", "+"),)),
+)
+BY_NAME = {alias: c for c in COMMANDS for alias in (c.name, *c.aliases)}
+
+
+# -- help in cobra's layout ------------------------------------------------------------------
+
+def _flag_lines(flags: list[tuple[str, str, str]]) -> str:
+    width = max(len(left) for left, _, _ in flags)
+    return "".join(f"  {left:<{width}}   {help_}\n" for left, help_, _ in flags)
+
+
+def env_docs(names: tuple[str, ...]) -> str:
+    if not names:
+        return ""
+    lines = ["", "Environment Variables:"]
+    for name in names:
+        default, desc = config.ENV_DOCS.get(name, ("", ""))
+        shown = default if default else '""'
+        lines.append(f"      {name:<27}   {desc} (default: {shown})")
+    return "\n".join(lines) + "\n"
+
+
+def command_help(cmd: Command) -> str:
+    flags = []
+    for f in cmd.flags:
+        left = (f"-{f.short}, " if f.short else "    ") + f"--{f.long}"
+        if f.kind != "bool":
+            left += f" {f.kind}" if f.no_opt is None else f"[={f.no_opt}]"
+        flags.append((left, f.help, f.long))
+    flags.append(("-h, --help", f"help for {cmd.name}", "help"))
+    flags.sort(key=lambda x: x[2])
+    out = f"{cmd.short}\n\nUsage:\n  ollmlx {cmd.use}"
+    out += " [flags]\n"
+    if cmd.aliases:
+        out += "\nAliases:\n  " + ", ".join((cmd.name, *cmd.aliases)) + "\n"
+    out += "\nFlags:\n" + _flag_lines(flags)
+    return out + env_docs(cmd.env)
+
+
+def root_help() -> str:
+    width = max(len(c.name) for c in COMMANDS)
+    lines = ["Large language model runner (MLX)", "", "Usage:", "  ollmlx [flags]", "  ollmlx [command]", "",
+             "Available Commands:"]
+    for c in COMMANDS:
+        lines.append(f"  {c.name:<{max(width, 11)}} {c.short}")
+    lines.append(f"  {'help':<{max(width, 11)}} Help about any command")
+    lines += ["", "Flags:", "  -h, --help      help for ollmlx", "  -v, --version   Show version information", "",
+              'Use "ollmlx [command] --help" for more information about a command.']
+    return "\n".join(lines) + "\n"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with cobra's help text and error line."""
+
+    def __init__(self, prog: str, help_text: str = "") -> None:
+        super().__init__(prog=prog, add_help=False)
+        self.help_text = help_text
+
+    def format_help(self) -> str:
+        return self.help_text
+
+    def error(self, message: str) -> Any:
+        sys.stderr.write(f"Error: {message}\n")
+        raise SystemExit(1)
+
+
+def go_bool(value: str) -> bool:
+    if value in ("1", "t", "T", "TRUE", "true", "True"):
+        return True
+    if value in ("0", "f", "F", "FALSE", "false", "False"):
+        return False
+    raise argparse.ArgumentTypeError(f'invalid argument "{value}": strconv.ParseBool: parsing "{value}": invalid syntax')
+
+
+def build_parser(cmd: Command) -> _Parser:
+    p = _Parser(prog=f"ollmlx {cmd.name}", help_text=command_help(cmd))
+    p.add_argument("-h", "--help", action="store_true")
+    for f in cmd.flags:
+        names = ([f"-{f.short}"] if f.short else []) + [f"--{f.long}"]
+        if f.kind == "bool":
+            p.add_argument(*names, dest=f.long, nargs="?", const=True, default=None, type=go_bool)
+        elif f.kind == "int":
+            p.add_argument(*names, dest=f.long, type=int, default=0)
         else:
-            cpu = int(100 * (size - vram) / size)
-            proc = f"{cpu}%/{100 - cpu}% CPU/GPU"
-        until = human_time(_parse_ts(m.get("expires_at", "")), "Never")
-        rows.append([m["name"], m["digest"][:12], human_bytes(size), proc, str(m.get("context_length", "")), until])
-    sys.stdout.write(table(rows))
-    return 0
+            p.add_argument(*names, dest=f.long, default=None)
+    p.add_argument("positionals", nargs="*")
+    return p
 
 
-def cmd_show(client: Client, args: argparse.Namespace) -> int:
-    flags = [f for f in ("license", "modelfile", "parameters", "system", "template") if getattr(args, f)]
-    if len(flags) > 1:
-        raise APIError(0, "only one of '--license', '--modelfile', '--parameters', '--system', or '--template' can be specified")
-    info = client.post("/api/show", {"model": args.model, "verbose": args.verbose})
-    if flags:
-        print(info.get(flags[0], ""))
-        return 0
-    mi = info.get("model_info", {})
-    arch = mi.get("general.architecture", info.get("details", {}).get("family", ""))
-    rows = [["architecture", str(arch)], ["parameters", info.get("details", {}).get("parameter_size", "")]]
-    ctx = mi.get(f"{arch}.context_length") or mi.get(f"{arch}.max_position_embeddings")
-    if ctx:
-        rows.append(["context length", str(ctx)])
-    emb = mi.get(f"{arch}.embedding_length") or mi.get(f"{arch}.hidden_size")
-    if emb:
-        rows.append(["embedding length", str(emb)])
-    rows.append(["quantization", info.get("details", {}).get("quantization_level", "")])
-    out = ["  Model"] + ["    " + line for line in table(rows, padding=4).splitlines()]
-    caps = info.get("capabilities") or []
-    if caps:
-        out += ["", "  Capabilities"] + [f"    {c}" for c in caps]
-    if info.get("parameters"):
-        out += ["", "  Parameters"] + ["    " + line for line in info["parameters"].splitlines()]
-    if info.get("system"):
-        out += ["", "  System"] + ["    " + line for line in info["system"].splitlines()[:2]]
-    if info.get("license"):
-        out += ["", "  License"] + ["    " + line for line in info["license"].splitlines()[:2]]
-    print("\n".join(out) + "\n")
-    return 0
+def normalize_argv(cmd: Command, argv: list[str]) -> list[str]:
+    """cobra's flag forms: a bare `--think` is `--think=true`; a bare bool flag takes no value
+    (only `--flag=value` sets one), so the next word stays a positional argument."""
+    out = []
+    bools = {f"--{f.long}": f.long for f in cmd.flags if f.kind == "bool"}
+    bools.update({f"-{f.short}": f.long for f in cmd.flags if f.kind == "bool" and f.short})
+    no_opt = {f"--{f.long}": f.no_opt for f in cmd.flags if f.no_opt is not None}
+    for i, arg in enumerate(argv):
+        if arg == "--":
+            out += argv[i:]
+            break
+        if arg in no_opt:
+            out.append(f"{arg}={no_opt[arg]}")
+        elif arg in bools:
+            out.append(f"--{bools[arg]}=true")
+        else:
+            out.append(arg)
+    return out
 
 
-def cmd_rm(client: Client, args: argparse.Namespace) -> int:
-    for name in args.models:
-        try:  # unload first, like ollama
-            client.post("/api/generate", {"model": name, "keep_alive": 0})
-        except APIError:
-            pass
-        client.delete("/api/delete", {"model": name})
-        print(f"deleted '{name}'")
-    return 0
+def bind_args(cmd: Command, args: argparse.Namespace) -> None:
+    """Positional arguments onto their names, with cobra's ExactArgs / MinimumNArgs messages."""
+    pos: list[str] = list(args.positionals)
+    exact = [dest for dest, n in cmd.args if n == "1"]
+    rest = next(((dest, n) for dest, n in cmd.args if n != "1"), None)
+    if rest is None and len(pos) != len(exact):
+        raise APIError(0, f"accepts {len(exact)} arg(s), received {len(pos)}")
+    if (rest is not None and rest[1] == "+") or cmd.name == "run":
+        least = len(exact) + (1 if rest and rest[1] == "+" else 0)
+        if len(pos) < least:
+            raise APIError(0, f"requires at least {least} arg(s), only received {len(pos)}")
+    for dest in exact:
+        setattr(args, dest, pos.pop(0))
+    if rest is not None:
+        dest, n = rest
+        setattr(args, dest, pos if n != "?" else (pos[0] if pos else None))
 
 
-def cmd_stop(client: Client, args: argparse.Namespace) -> int:
-    loaded = [m["name"] for m in client.get("/api/ps")["models"]]
-    want = args.model if ":" in args.model.split("/")[-1] else args.model + ":latest"
-    if args.model not in loaded and want not in loaded:
-        raise APIError(0, f'couldn\'t find model "{args.model}" to stop')
-    client.post("/api/generate", {"model": args.model, "keep_alive": 0})
-    return 0
+# -- dispatch ------------------------------------------------------------------------------
 
-
-def cmd_cp(client: Client, args: argparse.Namespace) -> int:
-    client.post("/api/copy", {"source": args.source, "destination": args.destination})
-    print(f"copied '{args.source}' to '{args.destination}'")
-    return 0
-
-
-def cmd_create(client: Client, args: argparse.Namespace) -> int:
-    from ollmlx.cli.create_cmd import create
-
-    create(client, args.model, args.file, args.quantize)
-    return 0
-
-
-def cmd_run(client: Client, args: argparse.Namespace) -> int:
-    from ollmlx.cli.run_cmd import run
-
-    opts: dict[str, Any] = {"verbose": args.verbose, "format": args.format or None,
-                            "keepalive": args.keepalive, "think": args.think}
-    prompt = " ".join(args.prompt) if args.prompt else None
-    return run(client, args.model, prompt, opts)
-
-
-def cmd_version(client: Client, _: argparse.Namespace) -> int:
+def version(client: Client) -> int:
     try:
-        server = client.get("/api/version")["version"]
-    except Exception:
+        server = str(client.get("/api/version")["version"])
+    except (httpx.HTTPError, APIError, KeyError, ValueError):
         print("Warning: could not connect to a running Ollama instance")
-        print(f"Warning: client version is {__version__}")
-        return 0
-    print(f"ollmlx version is {server}")
+        server = ""
+    if server:
+        print(f"ollmlx version is {server}")
     if server != __version__:
         print(f"Warning: client version is {__version__}")
     return 0
 
 
-def serve_help() -> str:
-    lines = ["Environment Variables:"]
-    for name, (default, desc) in config.ENV_DOCS.items():
-        lines.append(f"      {name:<26} {desc} (default: {default})")
-    return "\n".join(lines)
+def dispatch(client: Client, cmd: Command, a: argparse.Namespace) -> int:
+    from ollmlx.cli import models_cmd
 
+    name = cmd.name
+    if name == "create":
+        from ollmlx.cli.create_cmd import create
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ollmlx", description="Large language model runner (MLX)")
-    p.add_argument("-v", "--version", action="store_true", help="Show version information")
-    sub = p.add_subparsers(dest="command")
-    SUBPARSERS.clear()
-    sub.add_parser("serve", aliases=["start"], help="Start ollmlx", epilog=serve_help(),
-                   formatter_class=argparse.RawDescriptionHelpFormatter)
-    c = sub.add_parser("create", help="Create a model")
-    c.add_argument("model")
-    c.add_argument("-f", "--file", default=None, help='Name of the Modelfile (default "Modelfile")')
-    c.add_argument("-q", "--quantize", default=None, help="Quantize model to this level (e.g. q4_K_M)")
-    s = sub.add_parser("show", help="Show information for a model")
-    s.add_argument("model")
-    for flag in ("license", "modelfile", "parameters", "system", "template"):
-        s.add_argument(f"--{flag}", action="store_true")
-    s.add_argument("-v", "--verbose", action="store_true")
-    r = sub.add_parser("run", help="Run a model")
-    r.add_argument("model")
-    r.add_argument("prompt", nargs="*")
-    r.add_argument("--verbose", action="store_true")
-    r.add_argument("--format", default="")
-    r.add_argument("--keepalive", default=None)
-    r.add_argument("--think", nargs="?", const=True, default=None)
-    r.add_argument("--nowordwrap", action="store_true")
-    r.add_argument("--hidethinking", action="store_true")
-    st = sub.add_parser("stop", help="Stop a running model")
-    st.add_argument("model")
-    for name in ("list", "ls"):
-        lp = sub.add_parser(name, help="List models")
-        lp.add_argument("prefix", nargs="?", default="")
-    pp = sub.add_parser("ps", help="List running models")
-    pp.add_argument("prefix", nargs="?", default="")
-    cp = sub.add_parser("cp", help="Copy a model")
-    cp.add_argument("source")
-    cp.add_argument("destination")
-    rm = sub.add_parser("rm", help="Remove a model")
-    rm.add_argument("models", nargs="+")
-    SUBPARSERS.update(sub.choices)
-    return p
+        create(client, a.model, a.file, a.quantize, a.convert)
+    elif name == "show":
+        flags = {f: bool(getattr(a, f)) for f in models_cmd.SHOW_FLAGS}
+        models_cmd.cmd_show(client, a.model, flags, bool(a.verbose))
+    elif name == "run":
+        from ollmlx.cli.run_cmd import run
 
+        return run(client, a.model, list(a.prompt), vars(a))
+    elif name == "stop":
+        models_cmd.cmd_stop(client, a.model)
+    elif name == "pull":
+        from ollmlx.cli.transfer_cmd import pull
 
-SUBPARSERS: dict[str, argparse.ArgumentParser] = {}
-COMMANDS = {"create": cmd_create, "show": cmd_show, "run": cmd_run, "stop": cmd_stop, "list": cmd_list,
-            "ls": cmd_list, "ps": cmd_ps, "cp": cmd_cp, "rm": cmd_rm}
+        pull(client, a.model, bool(a.insecure))
+    elif name == "push":
+        from ollmlx.cli.transfer_cmd import push
+
+        push(client, a.model, bool(a.insecure))
+    elif name == "list":
+        models_cmd.cmd_list(client, a.prefix or "")
+    elif name == "ps":
+        models_cmd.cmd_ps(client, a.prefix or "")
+    elif name == "cp":
+        models_cmd.cmd_cp(client, a.source, a.destination)
+    elif name == "rm":
+        models_cmd.cmd_rm(client, list(a.models))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
-    args, _ = parser.parse_known_args(argv)
-    if args.command:
-        # flags may come after positional arguments (`run MODEL --verbose PROMPT`), as with cobra
-        sub = SUBPARSERS[args.command]
-        rest = argv[argv.index(args.command) + 1:]
-        args = sub.parse_intermixed_args(rest, argparse.Namespace(command=args.command, version=False))
-    if args.command in ("serve", "start"):
+    # the command is the first word that is no flag of the root command
+    i = 0
+    while i < len(argv) and argv[i].startswith("-") and argv[i] not in ("--",):
+        i += 1
+    root_flags, rest = argv[:i], argv[i:]
+    if not rest:
+        if any(f in ("-v", "--version") for f in root_flags):
+            return version(Client())
+        sys.stdout.write(root_help())
+        return 0
+    word, rest = rest[0], rest[1:]
+    if word == "help":
+        target = BY_NAME.get(rest[0]) if rest else None
+        sys.stdout.write(command_help(target) if target else root_help())
+        return 0
+    cmd = BY_NAME.get(word)
+    if cmd is None:
+        sys.stderr.write(f'Error: unknown command "{word}" for "ollmlx"\n')
+        return 1
+    try:
+        args = build_parser(cmd).parse_intermixed_args(normalize_argv(cmd, rest))
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    if args.help:
+        sys.stdout.write(command_help(cmd))
+        return 0
+    if cmd.name == "serve":
         from ollmlx.cli.serve import serve
 
         return serve()
     client = Client()
     try:
-        if args.version:
-            return cmd_version(client, args)
-        if not args.command:
-            parser.print_help()
-            return 0
-        client.heartbeat()
-        return COMMANDS[args.command](client, args)
+        bind_args(cmd, args)
+        if cmd.heartbeat:
+            client.heartbeat()
+        return dispatch(client, cmd, args)
     except APIError as exc:
         print(f"Error: {exc.message}", file=sys.stderr)
         return 1
+    except httpx.TransportError:
+        print(f"Error: {CONNECT_ERROR}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
-    except ValueError as exc:
+    except (ValueError, OSError) as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 1
 
 
 if __name__ == "__main__":
-    time.sleep(0)
     sys.exit(main())
