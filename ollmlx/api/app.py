@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import PlainTextResponse, Response
 
 from ollmlx import __version__
-from ollmlx.api import create, embed, generate, models
+from ollmlx.api import create, embed, generate, models, transfer
 from ollmlx.api.context import Services
 from ollmlx.api.security import install_security
 from ollmlx.api.streaming import JSONResponse
@@ -78,5 +78,6 @@ def create_app(models_dir: Path, factory: RunnerFactory | None = None) -> FastAP
     app.include_router(embed.router)
     app.include_router(models.router)
     app.include_router(create.router)
+    app.include_router(transfer.router)
     install_security(app)
     return app

@@ -47,6 +47,11 @@ class BlobStore:
     def exists(self, digest: str) -> bool:
         return self.path(digest).is_file()
 
+    def partial_path(self, digest: str) -> Path:
+        """Where a download of `digest` accumulates (Ollama's `<blob>-partial`); resumable."""
+        final = self.path(digest)
+        return final.with_name(final.name + "-partial")
+
     def size(self, digest: str) -> int:
         return self.path(digest).stat().st_size
 

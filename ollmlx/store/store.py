@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -153,6 +155,29 @@ class Store:
                 raise StoreError(f"refusing to write a manifest that points at a missing blob {digest}")
         with self.lock:
             self.manifests.write(name, manifest)
+
+    def write_manifest_bytes(self, name: ModelName, data: bytes) -> Manifest:
+        """Write a manifest exactly as received (a registry's bytes keep their digest, as Ollama
+        stores them); it must parse and every blob it names must already be in the store."""
+        manifest = Manifest.from_bytes(data)
+        for digest in manifest.digests():
+            if not self.blobs.exists(digest):
+                raise StoreError(f"refusing to write a manifest that points at a missing blob {digest}")
+        path = self.manifests.path(name)
+        with self.lock:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".manifest-", dir=path.parent)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.chmod(tmp, 0o644)
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        return manifest
 
     def delete(self, name: ModelName) -> None:
         with self.lock:
