@@ -57,7 +57,7 @@ def _spec(req: CreateRequest) -> CreateSpec:
         name=name, from_=req.from_ or None, files=dict(req.files or {}), adapters=dict(req.adapters or {}),
         template=req.template or None, system=req.system or None, license=req.license,
         parameters=req.parameters, messages=[m.wire() for m in req.messages] if req.messages else None,
-        quantize=(req.quantize or req.quantization) or None,
+        quantize=(req.quantize or req.quantization) or None, convert=req.convert or None,
     )
 
 

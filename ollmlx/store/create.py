@@ -8,13 +8,18 @@ the manifest is written last, after every blob it names exists.
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from ollmlx.errors import BadRequest, OllmlxError
+from ollmlx.errors import BadRequest
+from ollmlx.runner.protocol import ModelSpec
 from ollmlx.store import manifests as mf
 from ollmlx.store.blobs import normalize_digest
+from ollmlx.store.convert import run_worker
 from ollmlx.store.gguf_info import NotGGUF, human_number, read_gguf
 from ollmlx.store.manifests import Layer, Manifest
 from ollmlx.store.names import ModelName, parse_name
@@ -23,6 +28,8 @@ from ollmlx.store.store import Store
 
 Progress = Callable[[dict[str, Any]], None]
 WEIGHT_SUFFIXES = (".safetensors",)
+GGUF_QUANTS = {"Q4_K_M", "Q4_K_S", "Q8_0", "F16", "BF16", "F32", "Q4_0", "Q5_K_M", "Q6_K"}
+MLX_QUANTS = {"Q4_K_M": 4, "Q4_K_S": 4, "Q4_0": 4, "Q4": 4, "INT4": 4, "Q8_0": 8, "Q8": 8, "INT8": 8}
 
 
 class CreateError(BadRequest):
@@ -41,6 +48,7 @@ class CreateSpec:
     parameters: dict[str, Any] | None = None
     messages: list[dict[str, Any]] | None = None
     quantize: str | None = None
+    convert: str | None = None  # "mlx": store a GGUF model as an MLX model
 
 
 def go_json(value: Any) -> bytes:
@@ -62,6 +70,7 @@ class Creator:
         self.store = store
         self.progress = progress
         self.config: dict[str, Any] = {}
+        self._intermediate: set[str] = set()  # whole-file blobs split into tensor layers
 
     def status(self, text: str, **extra: Any) -> None:
         self.progress({"status": text, **extra})
@@ -213,8 +222,10 @@ class Creator:
             for fname, digest in sorted(spec.adapters.items()):
                 d = self._blob(digest)
                 layers.append(Layer(mf.MT_ADAPTER, d, self.store.blobs.size(d), name=fname))
+        if spec.convert:
+            layers = self._convert(layers, spec.convert)
         if spec.quantize:
-            self._quantize_check(layers, spec.quantize)
+            layers = self._quantize(layers, spec.quantize)
 
         def replace(media: str, layer: Layer | None) -> None:
             nonlocal layers
@@ -269,15 +280,85 @@ class Creator:
         with self.store.lock:
             old = self.store.entry(spec.name)
             self.store.write_manifest(spec.name, manifest)
-            if old is not None:
-                self.store.prune(old.manifest.digests() - manifest.digests())
+            stale = self._intermediate | (old.manifest.digests() - manifest.digests() if old else set())
+            if stale:
+                self.store.prune(stale)
         self.status("success")
 
-    def _quantize_check(self, layers: list[Layer], quantize: str) -> None:
+    # -- conversions (run in an engine subprocess: the server never imports mlx/llama_cpp) -----
+    def _workdir(self) -> Path:
+        root = self.store.root / ".tmp"
+        root.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix="convert-", dir=root))
+
+    def _import_dir(self, directory: Path) -> list[Layer]:
+        files = {str(p.relative_to(directory)): self.store.blobs.write_file(p)
+                 for p in sorted(directory.rglob("*")) if p.is_file()}
+        layers = self._safetensors_layers(files)
+        self._intermediate |= {d for name, d in files.items() if name.endswith(".safetensors")}
+        return layers
+
+    def _convert(self, layers: list[Layer], target: str) -> list[Layer]:
+        if target.lower() != "mlx":
+            raise CreateError(f'unsupported conversion "{target}"; supported: "mlx"')
+        model = [x for x in layers if x.media_type == mf.MT_MODEL]
+        if not model:
+            if any(x.media_type == mf.MT_TENSOR for x in layers):
+                return layers  # already an MLX model
+            raise CreateError("no GGUF model to convert")
+        work = self._workdir()
+        try:
+            src = self.store.blobs.path(model[0].digest)
+            run_worker(["gguf-to-mlx", "--src", str(src), "--out", str(work / "model")], self.progress,
+                       lambda o: {"status": o["status"]} if o.get("status") not in (None, "done") else None)
+            for key in ("model_format", "model_family", "model_families", "model_type", "file_type"):
+                self.config.pop(key, None)
+            converted = self._import_dir(work / "model")
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        rest = [x for x in layers if x.media_type not in (mf.MT_MODEL, mf.MT_TENSOR, mf.MT_JSON)]
+        return converted + rest
+
+    def _quantize(self, layers: list[Layer], quantize: str) -> list[Layer]:
         q = quantize.upper()
-        if q not in {"Q4_K_M", "Q4_K_S", "Q4_K", "Q8_0", "F16", "BF16", "F32", "Q4", "Q8", "INT4", "INT8"}:
-            raise CreateError(f"unsupported quantization type {quantize}")
+        if q == "Q4_K":
+            q = "Q4_K_M"
         ft = str(self.config.get("file_type", "")).upper()
         if ft not in {"F16", "BF16", "F32"}:
             raise CreateError("quantization is only supported for F16, BF16 and F32 models")
-        raise OllmlxError(f"quantizing to {quantize} is not supported by this server yet")
+        work = self._workdir()
+        try:
+            model = [x for x in layers if x.media_type == mf.MT_MODEL]
+            if model:  # GGUF: llama.cpp's quantizer
+                if q not in GGUF_QUANTS:
+                    raise CreateError(f"unsupported quantization type {quantize}")
+                src = self.store.blobs.path(model[0].digest)
+                out = work / "out.gguf"
+                status = f"quantizing {ft} model to {q}"
+                run_worker(["quantize-gguf", "--src", str(src), "--out", str(out), "--type", q], self.progress,
+                           lambda o: {"status": status, "digest": "0000000000000000000", "total": o.get("total", 0),
+                                      "completed": o.get("completed", 0)} if o.get("status") == "quantizing" else None)
+                self.status("verifying conversion")
+                self.config["file_type"] = q
+                layer = self._gguf_layer("model.gguf", self.store.blobs.write_file(out))
+                return [layer if x is model[0] else x for x in layers]
+            bits = MLX_QUANTS.get(q)
+            if bits is None:
+                raise CreateError(f"unsupported quantization type {quantize}")
+            spec = ModelSpec(format="safetensors",
+                             tensors=[str(self.store.blobs.path(x.digest)) for x in layers if x.media_type == mf.MT_TENSOR],
+                             files={x.name: str(self.store.blobs.path(x.digest))
+                                    for x in layers if x.media_type == mf.MT_JSON and x.name})
+            (work / "spec.json").write_text(spec.model_dump_json())
+            status = f"quantizing {ft} model to {q}"
+            run_worker(["quantize-mlx", "--spec", str(work / "spec.json"), "--out", str(work / "model"),
+                        "--bits", str(bits)], self.progress,
+                       lambda o: {"status": status, "digest": "0000000000000000000", "total": o.get("total", 0),
+                                  "completed": o.get("completed", 0)} if "total" in o else None)
+            for key in ("model_type", "file_type"):
+                self.config.pop(key, None)
+            converted = self._import_dir(work / "model")
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        rest = [x for x in layers if x.media_type not in (mf.MT_TENSOR, mf.MT_JSON)]
+        return converted + rest
