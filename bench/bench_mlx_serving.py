@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from clients import concurrent, ollama_chat, openai_chat  # noqa: E402
+from clients import concurrent, ollama_chat, openai_chat
 
 REPO = Path(__file__).resolve().parents[1]
 PROMPT = "Write a long story about a lighthouse keeper and a storm."
@@ -80,9 +80,9 @@ def openblas_env() -> dict[str, str]:
     return {"LD_PRELOAD": blas} if blas else {}
 
 
-def raw_mlx(model_dir: Path, tokens: int, layout: str, env_extra: dict[str, str]) -> dict[str, Any]:
+def raw_mlx(model_dir: Path, tokens: int, layout: str, env_extra: dict[str, str], batch: str = "") -> dict[str, Any]:
     out = subprocess.run([sys.executable, str(REPO / "bench/raw_mlx.py"), "--model", str(model_dir), "--prompt",
-                          PROMPT, "--tokens", str(tokens), "--layout", layout],
+                          PROMPT, "--tokens", str(tokens), "--layout", layout, "--batch", batch],
                          env={**os.environ, "PYTHONPATH": str(REPO), **env_extra},
                          capture_output=True, text=True, check=True)
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
@@ -145,6 +145,8 @@ def main() -> None:
     ap.add_argument("--conc-tokens", type=int, default=32)
     ap.add_argument("--skip-mlx-server", action="store_true")
     ap.add_argument("--record", action="store_true", help="append the markdown section to bench/RESULTS.md")
+    ap.add_argument("--model-dir", help="an MLX model directory to use instead of the packaged SmolLM2")
+    ap.add_argument("--label", default="", help="model description for the report")
     args = ap.parse_args()
     levels = [int(x) for x in args.concurrency.split(",")]
     tmp = Path(tempfile.mkdtemp(prefix="ollmlx-bench-"))
@@ -153,12 +155,16 @@ def main() -> None:
 
     from ollmlx.runner.engines.mlx.convert import convert_gguf
 
-    model_dir = tmp / "smol-mlx"
-    convert_gguf(gguf_path(), model_dir)
-    blas = openblas_env()
+    if args.model_dir:
+        model_dir = Path(args.model_dir)
+        results["model"] = args.label or model_dir.name
+    else:
+        model_dir = tmp / "smol-mlx"
+        convert_gguf(gguf_path(), model_dir)
+    blas = openblas_env() if sys.platform.startswith("linux") and "gpu" not in os.environ.get("OLLMLX_MLX_DEVICE", "") else {}
     print("raw mlx-lm ...", flush=True)
-    results["raw_mlx_as_stored"] = raw_mlx(model_dir, args.tokens, "as-stored", {})
-    if blas:
+    results["raw_mlx_as_stored"] = raw_mlx(model_dir, args.tokens, "as-stored", {}, args.concurrency)
+    if blas and not args.model_dir:
         results["raw_mlx_float32_openblas"] = raw_mlx(model_dir, args.tokens, "float32", blas)
 
     port = free_port()
@@ -168,7 +174,7 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(url)
-        (tmp / "Modelfile").write_text(f"FROM {gguf_path()}\n")
+        (tmp / "Modelfile").write_text(f"FROM {model_dir if args.model_dir else gguf_path()}\n")
         subprocess.run([sys.executable, "-m", "ollmlx", "create", "smol", "-f", str(tmp / "Modelfile")], env=env,
                        check=True, capture_output=True)
         print("ollmlx single stream ...", flush=True)
@@ -229,13 +235,18 @@ def markdown(r: dict[str, Any]) -> str:
     if "mlx_server_single" in r:
         ms = r["mlx_server_single"]
         lines.append(f"| mlx_lm.server /v1/chat/completions | {ms['decode_tps']:.1f} | {ms['ttft_s']:.3f} | {ours['decode_tps'] / max(ms['decode_tps'], 1e-9):.2f}x |")
-    lines += ["", "| clients | ollmlx aggregate tok/s | mlx_lm.server aggregate tok/s | ratio |", "|---|---|---|---|"]
+    lines += ["", "| clients | ollmlx aggregate tok/s | mlx_lm.server aggregate tok/s | ollmlx / mlx_lm.server "
+              "| raw BatchGenerator tok/s | ollmlx / raw | ollmlx / own single stream |", "|---|---|---|---|---|---|---|"]
     theirs = {c["clients"]: c for c in r.get("mlx_server_concurrency", [])}
+    raw_batch = {int(k): v for k, v in (raw.get("batch") or {}).items()}
     for c in r["ollmlx_concurrency"]:
         t = theirs.get(c["clients"])
-        ratio = f"{c['aggregate_tps'] / t['aggregate_tps']:.2f}x" if t else "-"
-        lines.append(f"| {c['clients']} | {c['aggregate_tps']:.1f} | {t['aggregate_tps']:.1f} | {ratio} |" if t
-                     else f"| {c['clients']} | {c['aggregate_tps']:.1f} | - | - |")
+        rb = raw_batch.get(c["clients"])
+        lines.append(
+            f"| {c['clients']} | {c['aggregate_tps']:.1f} | {t['aggregate_tps']:.1f} | "
+            f"{c['aggregate_tps'] / t['aggregate_tps']:.2f}x | " if t else f"| {c['clients']} | {c['aggregate_tps']:.1f} | - | - | ")
+        lines[-1] += (f"{rb:.1f} | {c['aggregate_tps'] / rb:.2f}x | " if rb else "- | - | ") + \
+            f"{c['aggregate_tps'] / max(ours['decode_tps'], 1e-9):.2f}x |"
     t2 = r["ollmlx_turn2"]
     lines += ["", f"Turn-2 time to first token with ~2,000 tokens of history: cold {t2['cold_ttft_s']:.2f} s, "
               f"warm {t2['warm_ttft_s']:.2f} s (warm = {100 * t2['warm_over_cold']:.0f}% of cold)."]
