@@ -83,8 +83,11 @@ def openblas_env() -> dict[str, str]:
 def raw_mlx(model_dir: Path, tokens: int, layout: str, env_extra: dict[str, str], batch: str = "") -> dict[str, Any]:
     out = subprocess.run([sys.executable, str(REPO / "bench/raw_mlx.py"), "--model", str(model_dir), "--prompt",
                           PROMPT, "--tokens", str(tokens), "--layout", layout, "--batch", batch],
-                         env={**os.environ, "PYTHONPATH": str(REPO), **env_extra},
-                         capture_output=True, text=True, check=True)
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                             p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p), **env_extra},
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"raw_mlx failed:\n{out.stderr[-3000:]}")
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
@@ -169,7 +172,8 @@ def main() -> None:
 
     port = free_port()
     env = {**os.environ, "OLLMLX_HOST": f"127.0.0.1:{port}", "OLLMLX_MODELS": str(tmp / "models"),
-           "PYTHONPATH": str(REPO), "OLLAMA_NUM_PARALLEL": str(max(levels))}
+           "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p),
+           "OLLAMA_NUM_PARALLEL": str(max(levels))}
     srv = Proc([sys.executable, "-m", "ollmlx", "serve"], env, tmp / "ollmlx.log")
     url = f"http://127.0.0.1:{port}"
     try:
