@@ -90,10 +90,10 @@ def hub_errors(repo_id: str) -> Iterator[None]:
         raise HFError(f"{repo_id}: {str(exc).splitlines()[0]}") from exc
     except hf.LocalEntryNotFoundError as exc:
         raise HFError(f"{repo_id}: cannot reach Hugging Face and the files are not cached") from exc
-    except (OSError, ValueError) as exc:
-        if isinstance(exc, HFError):
-            raise
-        raise HFError(f"{repo_id}: {exc}") from exc
+    except (HFError, Cancelled):
+        raise
+    except Exception as exc:  # transport errors of the Hub's HTTP stack, disk errors, bad answers
+        raise HFError(f"{repo_id}: {exc or type(exc).__name__}") from exc
 
 
 def listing(repo_id: str, revision: str | None = None) -> RepoListing:

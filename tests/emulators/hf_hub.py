@@ -136,6 +136,9 @@ class HubHandler(Handler):
         self.send_body(body, headers)
 
     def _list(self, query: dict[str, list[str]]) -> None:
+        if self.app.listing_error:
+            self._error(self.app.listing_error, "Forbidden", "listing unavailable")
+            return
         search = (query.get("search") or [""])[0].lower()
         filters = {f.lower() for f in query.get("filter", [])}
         limit = int((query.get("limit") or ["1000"])[0])
@@ -153,6 +156,7 @@ class HubEmulator(EmulatorServer):
         super().__init__()
         self.repos: dict[str, Repo] = {}
         self.downloads: list[str] = []
+        self.listing_error = 0  # answer the model listing with this status (an unavailable Hub)
 
     def add(self, repo: Repo) -> Repo:
         self.repos[repo.repo_id] = repo

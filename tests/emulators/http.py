@@ -74,6 +74,12 @@ class EmulatorServer:
 class Handler(BaseHTTPRequestHandler):
     app: Any
 
+    def parse_request(self) -> bool:
+        if self.app.stopping.is_set():  # a stopped emulator also drops its kept-alive connections
+            self.close_connection = True
+            return False
+        return super().parse_request()
+
     def record(self) -> None:
         self.app.requests.append((self.command, self.path, {k.lower(): v for k, v in self.headers.items()}))
 
