@@ -173,7 +173,11 @@ def normalize_argv(cmd: Command, argv: list[str]) -> list[str]:
     bools = {f"--{f.long}": f.long for f in cmd.flags if f.kind == "bool"}
     bools.update({f"-{f.short}": f.long for f in cmd.flags if f.kind == "bool" and f.short})
     no_opt = {f"--{f.long}": f.no_opt for f in cmd.flags if f.no_opt is not None}
-    for i, arg in enumerate(argv):
+    valued = {f"--{f.long}": f.long for f in cmd.flags if f.kind != "bool" and f.no_opt is None}
+    valued.update({f"-{f.short}": f.long for f in cmd.flags if f.kind != "bool" and f.short})
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
         if arg == "--":
             out += argv[i:]
             break
@@ -181,8 +185,13 @@ def normalize_argv(cmd: Command, argv: list[str]) -> list[str]:
             out.append(f"{arg}={no_opt[arg]}")
         elif arg in bools:
             out.append(f"--{bools[arg]}=true")
+        elif arg in valued and i + 1 < len(argv):
+            # like pflag, the next word is the value even when it starts with "-" (`--keepalive -1s`)
+            out.append(f"--{valued[arg]}={argv[i + 1]}")
+            i += 1
         else:
             out.append(arg)
+        i += 1
     return out
 
 

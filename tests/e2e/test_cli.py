@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from helpers import REPO, Server, free_port
+from helpers import REPO, Server, free_port, minilm_dir
 from ollmlx import __version__, config
 
 T0_MODELFILE = 'FROM smollm2:135m\nPARAMETER temperature 0\nPARAMETER num_predict 12\n' \
@@ -162,6 +162,22 @@ def test_run_keepalive_ps_and_stop(server: Server, t0: str) -> None:
     assert r.returncode == 1 and 'invalid value for --think: "sometimes"' in r.stderr
 
 
+@pytest.mark.slow
+def test_run_embedding_model_live(server: Server) -> None:
+    """An embedding model (all-MiniLM-L6-v2 from PyPI) prints the JSON array of its vector."""
+    mf = server.models.parent / "Modelfile.cli-minilm"
+    mf.write_text(f"FROM {minilm_dir()}\n")
+    assert server.cli("create", "cli-minilm", "-f", str(mf)).returncode == 0
+    r = server.cli("run", "cli-minilm", "hello world")
+    assert r.returncode == 0, r.stderr
+    vector = json.loads(r.stdout)
+    assert len(vector) == 384 and abs(sum(x * x for x in vector) - 1) < 1e-3
+    assert r.stdout.startswith("[") and ", " not in r.stdout  # Go's compact encoding
+    r = server.cli("run", "cli-minilm", "--dimensions", "8", input="hello world")
+    assert r.returncode == 0 and len(json.loads(r.stdout)) == 8
+    server.cli("rm", "cli-minilm")
+
+
 # -- against a replaying server -------------------------------------------------------------------
 
 D1 = "sha256:" + "e0ba7f2a8c61" + "4d3b5e1c0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b"[:52]
@@ -278,7 +294,7 @@ def test_pull_draws_the_status_stream() -> None:
     lines = [line.rstrip() for line in r.stderr.splitlines()]
     assert lines[0] == "pulling manifest"
     # a bar per layer, named by the digest's first 12 hex digits, the announcing 0 % event skipped
-    assert re.fullmatch(r"pulling e0ba7f2a8c61: 100% ▕█+▏ 3\.0 MB", lines[1]), lines[1]
+    assert re.fullmatch(r"pulling e0ba7f2a8c61: 100% ▕█+▏   3 MB", lines[1]), lines[1]
     assert re.fullmatch(r"pulling fcc5a6bec9da: 100% ▕█+▏  487 B", lines[2]), lines[2]
     assert lines[3:] == ["verifying sha256 digest", "writing manifest", "success"]
     assert r.stdout == ""
@@ -298,7 +314,7 @@ def test_push_prints_where_the_model_is() -> None:
     assert replay.requests == [("/api/push", {"model": "alice/tiny", "insecure": False})]
     lines = [line.rstrip() for line in r.stderr.splitlines()]
     assert lines[0] == "retrieving manifest"
-    assert re.fullmatch(r"starting upload 100% ▕█+▏ 3\.0 MB", lines[1]), lines[1]
+    assert re.fullmatch(r"starting upload 100% ▕█+▏   3 MB", lines[1]), lines[1]
     assert lines[2:] == ["pushing manifest", "success"]
     assert r.stdout == "\nYou can find your model at:\n\n\thttps://ollama.com/alice/tiny\n"
     denied = [{"status": "retrieving manifest"}, {"error": "unauthorized: access denied"}]
@@ -375,14 +391,14 @@ def test_create_sends_quantize_and_convert(tmp_path: Path) -> None:
 
 
 def test_pull_progress_on_a_terminal(tmp_path: Path) -> None:
-    """On a terminal the bars are redrawn in place: the final screen has one line per step."""
+    """On a terminal the bars are redrawn in place and fill its width (120 - 62 cells of bar)."""
     from test_cli_interactive import Tmux
 
-    with Replay({"/api/pull": (200, PULL_STREAM)}) as replay, Tmux(tmp_path, replay.env, width=80) as tm:
+    with Replay({"/api/pull": (200, PULL_STREAM)}) as replay, Tmux(tmp_path, replay.env, width=120) as tm:
         tm.start("pull", "tiny")
         screen = tm.wait_for(r"success")
         tm.wait_exit()
     lines = [line.rstrip() for line in screen.splitlines() if line.strip()]
     assert lines[0] == "pulling manifest"
-    assert re.fullmatch(r"pulling e0ba7f2a8c61: 100% ▕█{40,}▏ 3\.0 MB", lines[1]), lines
+    assert re.fullmatch(r"pulling e0ba7f2a8c61: 100% ▕█{58}▏   3 MB", lines[1]), lines
     assert lines[-3:] == ["verifying sha256 digest", "writing manifest", "success"]

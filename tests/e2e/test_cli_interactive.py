@@ -156,7 +156,8 @@ def test_commands_and_help(server: Server, chat_model: str, tmp_path: Path) -> N
         tm.wait_for(r"You are a pirate\.\nSay arr\.")
         tm.type("/show parameters")
         screen = tm.wait_for(r"User defined parameters:\n(  \w+ +.*\n){2}")
-        assert re.search(r"Model defined parameters:\n  num_predict\s+24\n  temperature\s+0\n", screen)
+        # the session's parameters are sent with /api/show, so the model's list includes them
+        assert re.search(r"Model defined parameters:\n(  \w+ +.*\n)*  num_predict +24\n", screen)
         assert re.search(r"  stop {27}\[<end> <stop>\]", screen)
         tm.type("/show license")
         tm.wait_for(r"\nMIT\n")
@@ -172,6 +173,7 @@ def test_commands_and_help(server: Server, chat_model: str, tmp_path: Path) -> N
         tm.wait_for(r"Loading model 'nope'\nCouldn't find model 'nope'")
         tm.type("/clear")
         tm.wait_for(r"Cleared session context")
+        tm.type("/set nohistory")  # this line is still saved, the next ones are not
         tm.type("/whatever")
         tm.wait_for(r"Unknown command '/whatever'\. Type /\? for help")
         tm.send("C-c")
@@ -180,6 +182,7 @@ def test_commands_and_help(server: Server, chat_model: str, tmp_path: Path) -> N
         assert tm.wait_exit() == 0
     history = (tmp_path / ".ollmlx" / "history").read_text().splitlines()
     assert history[:2] == ["/?", "/help set"] and "/clear" in history
+    assert history[-1] == "/set nohistory" and "/whatever" not in history
 
 
 @pytest.mark.slow
@@ -200,9 +203,10 @@ def test_chat_wrap_interrupt_multiline_save_and_load(server: Server, chat_model:
         tm.type("/set parameter num_predict 400")
         before = len(tm.screen())
         tm.type("Write a very long story about a dragon.")
-        tm.wait_for(r"Write a very long story about a dragon\.\n\S", after=before - 60)
+        # (the spinner is drawn there first: wait for a letter of the answer)
+        tm.wait_for(r"Write a very long story about a dragon\.\n\w", after=before - 60)
         tm.send("C-c")
-        tm.wait_for(r"dragon\.\n\S[\s\S]*\n>>>\Z", timeout=30, after=before - 60)
+        tm.wait_for(r"dragon\.\n\w[\s\S]*\n>>>\Z", timeout=30, after=before - 60)
         tm.type("/set parameter num_predict 8")
         # multi-line input with the continuation prompt
         tm.type('"""Say')
@@ -221,4 +225,13 @@ def test_chat_wrap_interrupt_multiline_save_and_load(server: Server, chat_model:
     assert "MESSAGE user Describe the city of Paris in detail." in mf
     assert "MESSAGE user Write a very long story about a dragon." in mf
     assert "MESSAGE assistant" in mf
+    # a model with messages replays them when a session starts
+    second = tmp_path / "second"
+    second.mkdir()
+    with Tmux(second, {**server.env, "HOME": str(second)}, width=width) as tm:
+        tm.start("run", "cli-saved")
+        screen = tm.wait_for(r"^>>> Describe the city of Paris in detail\.\n\S[\s\S]*\n>>>\Z")
+        assert "\n>>> Write a very long story about a dragon.\n" in screen
+        tm.type("/bye")
+        assert tm.wait_exit() == 0
     server.cli("rm", "cli-saved")
