@@ -37,7 +37,35 @@ def chat_template_of(model: Model) -> str | None:
     for layer_obj in model.manifest.layers:
         if layer_obj.name == "chat_template.jinja":
             return model.blobs.read_bytes(layer_obj.digest).decode("utf-8", "replace")
+    for name in ("chat_template.json", "processor_config.json"):  # where vision models keep theirs
+        tmpl = (model.json_layer(name) or {}).get("chat_template")
+        if isinstance(tmpl, str) and tmpl:
+            return tmpl
     return None
+
+
+def jinja_has_tools(template: str) -> bool:
+    """chatTemplateHasToolSupport."""
+    return "tools" in template or "tool_call" in template
+
+
+def jinja_has_thinking(template: str) -> bool:
+    """chatTemplateHasThinkingSupport: <think> tags, or Qwen/DeepSeek templates that split
+    earlier replies at </think>."""
+    if "<think>" in template and "</think>" in template:
+        return True
+    return ("content.split('</think>')" in template or 'content.split("</think>")' in template) \
+        and "reasoning_content" not in template and "<SPECIAL_12>" not in template
+
+
+def has_vision(model: Model) -> bool:
+    """A projector layer, GGUF `vision.block_count`, or an HF config with a `vision_config`
+    (the mlx-vlm models the MLX runner loads)."""
+    if model.projector_paths:
+        return True
+    if model.format == "gguf":
+        return bool(model.gguf and model.gguf.has_vision)
+    return isinstance(model.hf_config.get("vision_config"), dict)
 
 
 def is_embedding_gguf(info: GGUFInfo) -> bool:
@@ -73,20 +101,18 @@ def capabilities(model: Model) -> list[str]:
     if is_embedding_model(model):
         return ["embedding"]
     caps.append("completion")
+    if has_vision(model):  # Ollama's order: completion and vision, then what the template gives
+        caps.append("vision")
     if model.template:
         found = _go_template_caps(model.template)
     else:
         found = set()
         jinja = chat_template_of(model) or ""
-        if "tools" in jinja or "tool_call" in jinja:
+        if jinja and jinja_has_tools(jinja):
             found.add("tools")
-        if "<think>" in jinja and "</think>" in jinja:
+        if jinja and jinja_has_thinking(jinja):
             found.add("thinking")
-    for cap in ("tools", "insert"):
-        if cap in found:
-            caps.append(cap)
-    if model.projector_paths or (model.gguf and model.gguf.has_vision) or "vision_config" in model.hf_config:
-        caps.append("vision")
-    if "thinking" in found:
-        caps.append("thinking")
+    if str(model.config.get("model_family", "")) in ("gptoss", "gpt-oss"):
+        found.add("thinking")
+    caps.extend(cap for cap in ("tools", "insert", "thinking") if cap in found)
     return caps

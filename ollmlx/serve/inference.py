@@ -17,8 +17,10 @@ from ollmlx.options import OptionTypeError, default_options, merge_options
 from ollmlx.runner.protocol import CompletionRequest, SamplingOptions
 from ollmlx.sched.scheduler import Scheduler
 from ollmlx.serve import prompt as prompts
-from ollmlx.serve.capabilities import capabilities
+from ollmlx.serve.capabilities import capabilities, chat_template_of
 from ollmlx.serve.loading import load_request
+from ollmlx.serve.parsers import Delta, OutputParser, build_output_parser
+from ollmlx.serve.parsers.thinking import strip_thinking
 from ollmlx.store.names import parse_name
 from ollmlx.store.store import Model, Store
 
@@ -48,6 +50,41 @@ def parse_think(raw: Any) -> Think:
             return Think(raw == "true", "medium" if raw == "true" else None)
         raise BadRequest(f'invalid think value: "{raw}" (must be "high", "medium", "low", "max", true, or false)')
     raise BadRequest(f"think must be a boolean or string, got {type(raw).__name__}")
+
+
+def default_think(think: Think, caps: list[str]) -> tuple[Think, bool]:
+    """(think, is_think_set): a thinking model thinks unless asked not to (spec §9); a defaulted
+    value counts as set, as Ollama fills in the request before rendering."""
+    if think.value is None and "thinking" in caps:
+        return Think(True, "medium"), True
+    return think, think.value is not None
+
+
+def output_parser(model: Model, prompt: str, think: Think, tools: list[dict[str, Any]] | None,
+                  template_override: str | None = None) -> OutputParser | None:
+    go_template = template_override or model.template
+    return build_output_parser(go_template=go_template, chat_template=None if go_template else chat_template_of(model),
+                               prompt=prompt, tools=tools, think=bool(think.value))
+
+
+def check_images(model: Model, caps: list[str], images: list[str]) -> None:
+    """Images reach the runner unchecked by capability (spec §12); a runner without vision
+    refuses them as Ollama's do: llama-server without a projector (400), the MLX runner (500)."""
+    if not images or "vision" in caps:
+        return
+    if model.format == "gguf":
+        raise BadRequest("image input is not supported - hint: if this is unexpected, you may need to provide the mmproj")
+    raise OllmlxError("this model does not support image input")
+
+
+def strip_earlier_thinking(model: Model, msgs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """filterThinkTags: for qwen3 / deepseek-r1, <think>…</think> leaves assistant messages that
+    come before the last user message."""
+    if model.config.get("model_family") != "qwen3" and model.name.model != "deepseek-r1":
+        return msgs
+    last_user = max((i for i, m in enumerate(msgs) if m.get("role") == "user"), default=-1)
+    return [{**m, "content": strip_thinking(str(m.get("content") or ""))}
+            if m.get("role") == "assistant" and i < last_user else m for i, m in enumerate(msgs)]
 
 
 def keep_alive_of(raw: Any) -> float | None:
@@ -125,6 +162,7 @@ class Inference:
         think = parse_think(req.think)
         if think.value and "thinking" not in caps:
             raise BadRequest(f'"{req.model}" does not support thinking')
+        think, think_set = default_think(think, caps)
         if not req.prompt and not req.suffix and not req.debug_render_only:
             status = await self._load_or_unload(model, keep_alive, opts, req.model, t0)
             yield {**status, "response": ""}
@@ -145,21 +183,27 @@ class Inference:
                 msgs.extend(m for m in model.messages if isinstance(m, dict))
             msgs.append({"role": "user", "content": req.prompt, **({"images": req.images} if req.images else {})})
             text = prompts.render(model, prompts.PromptRequest(
-                msgs, think=think.value, think_level=think.level, is_think_set=req.think is not None,
+                msgs, think=think.value, think_level=think.level, is_think_set=think_set,
                 template_override=req.template or None))
         if req.debug_render_only:
             yield {"model": req.model, "created_at": rfc3339nano(), "response": "", "done": False,
                    "_debug_info": {"rendered_template": text, "image_count": len(req.images or [])}}
             return
+        check_images(model, caps, req.images or [])
         creq = CompletionRequest(prompt=text, options=sampling(opts), format=req.format or None,
                                  logprobs=req.logprobs, top_logprobs=req.top_logprobs,
                                  shift=req.shift is not False, truncate=req.truncate is not False,
                                  return_tokens=not req.raw, images=req.images or [])
+        parser = output_parser(model, text, think, None, req.template or None)
         if req.context:  # deprecated continuation: earlier tokens come back as text before the prompt
             creq.prompt = await self._detokenize(model, opts, keep_alive, req.context) + text
         async for chunk in self._run(model, opts, keep_alive, creq, t0):
-            out: dict[str, Any] = {"model": req.model, "created_at": rfc3339nano(),
-                                   "response": chunk.get("content", ""), "done": bool(chunk.get("done"))}
+            delta = parser.feed(chunk.get("content", ""), bool(chunk.get("done"))) if parser \
+                else Delta(chunk.get("content", ""))
+            out: dict[str, Any] = {"model": req.model, "created_at": rfc3339nano(), "response": delta.content}
+            if delta.thinking:
+                out["thinking"] = delta.thinking
+            out["done"] = bool(chunk.get("done"))
             if chunk.get("logprobs"):
                 out["logprobs"] = chunk["logprobs"]
             if chunk.get("done"):
@@ -198,6 +242,7 @@ class Inference:
         think = parse_think(req.think)
         if think.value and "thinking" not in caps:
             raise BadRequest(f'"{req.model}" does not support thinking')
+        think, think_set = default_think(think, caps)
         if not messages:
             status = await self._load_or_unload(model, keep_alive, opts, req.model, t0)
             yield {**status, "message": {"role": "assistant", "content": ""}}
@@ -205,20 +250,31 @@ class Inference:
         msgs = [m for m in model.messages if isinstance(m, dict)] + messages
         if model.system and messages[0].get("role") != "system":  # the request's first message decides
             msgs.insert(0, {"role": "system", "content": model.system})
+        msgs = strip_earlier_thinking(model, msgs)
         text = prompts.render(model, prompts.PromptRequest(
-            msgs, tools=req.tools, think=think.value, think_level=think.level, is_think_set=req.think is not None))
+            msgs, tools=req.tools, think=think.value, think_level=think.level, is_think_set=think_set))
         if req.debug_render_only:
             yield {"model": req.model, "created_at": rfc3339nano(), "message": {"role": "assistant", "content": ""},
                    "done": False, "_debug_info": {"rendered_template": text,
                                                   "image_count": sum(len(m.get("images") or []) for m in msgs)}}
             return
-        images = [img for m in messages for img in (m.get("images") or [])]
+        images = [img for m in msgs for img in (m.get("images") or [])]  # in [img-N] order
+        check_images(model, caps, images)
+        parser = output_parser(model, text, think, req.tools or None)
         creq = CompletionRequest(prompt=text, options=sampling(opts), format=req.format or None,
                                  logprobs=req.logprobs, top_logprobs=req.top_logprobs,
                                  shift=req.shift is not False, truncate=req.truncate is not False, images=images)
         async for chunk in self._run(model, opts, keep_alive, creq, t0):
-            out: dict[str, Any] = {"model": req.model, "created_at": rfc3339nano(),
-                                   "message": {"role": "assistant", "content": chunk.get("content", "")},
+            delta = parser.feed(chunk.get("content", ""), bool(chunk.get("done"))) if parser \
+                else Delta(chunk.get("content", ""))
+            if delta.hold and not chunk.get("logprobs"):
+                continue  # the parsers are buffering: Ollama sends nothing for this chunk
+            message: dict[str, Any] = {"role": "assistant", "content": delta.content}
+            if delta.thinking:
+                message["thinking"] = delta.thinking
+            if delta.tool_calls:
+                message["tool_calls"] = delta.tool_calls
+            out: dict[str, Any] = {"model": req.model, "created_at": rfc3339nano(), "message": message,
                                    "done": bool(chunk.get("done"))}
             if chunk.get("logprobs"):
                 out["logprobs"] = chunk["logprobs"]
