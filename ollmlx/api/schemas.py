@@ -145,6 +145,7 @@ class CreateRequest(GoModel):
     quantization: StrictStr = ""
     renderer: StrictStr = ""
     parser: StrictStr = ""
+    convert: StrictStr = ""  # ollmlx: "mlx" stores a GGUF model as an MLX model
 
     @property
     def target(self) -> str:
