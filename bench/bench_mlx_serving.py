@@ -54,7 +54,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_http(url: str, timeout: float = 300) -> None:
+def wait_http(url: str, timeout: float = 300, log: Path | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -62,7 +62,7 @@ def wait_http(url: str, timeout: float = 300) -> None:
             return
         except httpx.TransportError:
             time.sleep(0.2)
-    raise RuntimeError(f"{url} did not come up")
+    raise RuntimeError(f"{url} did not come up" + (f":\n{log.read_text()[-3000:]}" if log and log.exists() else ""))
 
 
 def gguf_path() -> Path:
@@ -177,10 +177,12 @@ def main() -> None:
     srv = Proc([sys.executable, "-m", "ollmlx", "serve"], env, tmp / "ollmlx.log")
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_http(url)
+        wait_http(url, log=tmp / "ollmlx.log")
         (tmp / "Modelfile").write_text(f"FROM {model_dir if args.model_dir else gguf_path()}\n")
-        subprocess.run([sys.executable, "-m", "ollmlx", "create", "smol", "-f", str(tmp / "Modelfile")], env=env,
-                       check=True, capture_output=True)
+        made = subprocess.run([sys.executable, "-m", "ollmlx", "create", "smol", "-f", str(tmp / "Modelfile")],
+                              env=env, capture_output=True, text=True)
+        if made.returncode != 0:
+            raise RuntimeError(f"create failed: {made.stderr[-2000:]}")
         print("ollmlx single stream ...", flush=True)
         results["ollmlx_single"] = single(ollama_chat, url, "smol", args.tokens)
         results["ollmlx_concurrency"] = []
