@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -308,7 +309,7 @@ def adopt_file(blobs: BlobStore, src: Path, expected: str | None = None) -> str:
     checked against `expected` before it gets its blob name."""
     src = src.resolve()
     blobs.dir.mkdir(parents=True, exist_ok=True)
-    tmp = blobs.dir / f"sha256-adopt-{os.getpid()}-{id(src)}-tmp"
+    tmp = blobs.dir / f".adopt-{os.getpid()}-{threading.get_ident()}"  # never a blob or temp-blob name
     tmp.unlink(missing_ok=True)
     try:
         os.link(src, tmp)

@@ -188,6 +188,8 @@ def pull_hf(store: Store, name: ModelName, src: Source, emit: Emit, cancel: thre
         paths = {f.name: (hf.download(repo, f, ticker.add, cancel), f)}
     else:
         raise hf.HFError(f"{src.repo} has neither GGUF files nor config.json + safetensors")
+    # files already in the Hugging Face cache report nothing while "downloading": say they are all here
+    emit(progress(ticker.status, ticker.digest, ticker.total, ticker.total))
     emit({"status": "verifying sha256 digest"})
     digests = {fname: adopt_file(store.blobs, path, f.digest) for fname, (path, f) in paths.items()}
 

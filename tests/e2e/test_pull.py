@@ -198,6 +198,30 @@ def test_kill_mid_download_then_resume_from_partial(tmp_path: Path, registry: Ol
     assert "sha256:" + hashlib.sha256(blob.read_bytes()).hexdigest() == gguf
 
 
+@pytest.mark.slow
+def test_client_disconnect_stops_the_download(tmp_path: Path, registry: OllamaRegistry) -> None:
+    """Like Ollama (the pull runs in the request's context), a client that goes away stops the
+    download; what arrived stays in `-partial` for the next pull and no manifest is written."""
+    doc = json.loads(registry.manifests[("library/smollm2", "135m")])
+    gguf = doc["layers"][0]["digest"]
+    registry.faults[gguf] = Fault("slow", delay=0.05, after=8 << 20)
+    try:
+        with running_server(tmp_path) as s:
+            partial = s.models / "blobs" / (gguf.replace(":", "-") + "-partial")
+            with httpx.stream("POST", s.url + "/api/pull", json={"model": f"{registry.host}/library/smollm2:135m",
+                                                                  "insecure": True}, timeout=60) as r:
+                for _ in r.iter_lines():
+                    if partial.exists() and partial.stat().st_size >= 8 << 20:
+                        break
+            time.sleep(1)
+            size = partial.stat().st_size
+            time.sleep(1.5)
+            assert partial.stat().st_size == size, "the download went on without a client"
+            assert not (s.models / "manifests").exists() or not any((s.models / "manifests").rglob("135m"))
+    finally:
+        registry.faults.pop(gguf)
+
+
 def _quiet(fn: Any, *args: Any) -> None:
     try:
         fn(*args)
