@@ -98,6 +98,10 @@ def build_request(client: Client, name: str, modelfile_path: Path | None, progre
         target = _expand(fields.adapters[-1], base)
         paths = model_dir_files(target) if target.is_dir() else [target]
         req["adapters"] = upload_files(client, paths, target, progress)
+    if fields.drafts:
+        target = _expand(fields.drafts[-1], base)
+        paths = model_dir_files(target) if target.is_dir() else [target]
+        req["draft_files"] = upload_files(client, paths, target, progress)
     for key in ("template", "system", "renderer", "parser", "requires"):
         value = getattr(fields, key)
         if value is not None:
@@ -115,7 +119,7 @@ def build_request(client: Client, name: str, modelfile_path: Path | None, progre
 
 
 def create(client: Client, name: str, modelfile: str | None, quantize: str | None = None,
-           convert: str | None = None) -> None:
+           convert: str | None = None, draft_quantize: str | None = None) -> None:
     """CreateHandler: the name is checked first, then the Modelfile read, files uploaded as blobs
     and /api/create's statuses drawn. `convert` asks the server to convert the weights (`mlx`)."""
     if not parse_name(name).is_valid():
@@ -126,6 +130,10 @@ def create(client: Client, name: str, modelfile: str | None, quantize: str | Non
     path = Path(modelfile) if modelfile else Path("Modelfile")
     try:
         req = build_request(client, name, path, progress, quantize)
+        if draft_quantize:
+            if not req.get("draft_files"):
+                raise APIError(0, "--draft-quantize requires a DRAFT model")
+            req["draft_quantize"] = draft_quantize
         if convert:
             req["convert"] = convert
         StatusStream(progress, "create").consume(client.stream("/api/create", req))

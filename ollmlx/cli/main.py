@@ -45,6 +45,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("create", "create MODEL", "Create a model", (
         Flag("file", 'Name of the Modelfile (default "Modelfile")', "string", "f"),
         Flag("quantize", "Quantize model to this level (e.g. q4_K_M)", "string", "q"),
+        Flag("draft-quantize", "Quantize draft model to this level", "string"),
         Flag("experimental", "Enable experimental safetensors model creation"),
         Flag("convert", "Convert the weights on import (mlx)", "string"),
     ), (("model", "1"),)),
@@ -235,7 +236,7 @@ def dispatch(client: Client, cmd: Command, a: argparse.Namespace) -> int:
     if name == "create":
         from ollmlx.cli.create_cmd import create
 
-        create(client, a.model, a.file, a.quantize, a.convert)
+        create(client, a.model, a.file, a.quantize, a.convert, getattr(a, "draft-quantize"))
     elif name == "show":
         flags = {f: bool(getattr(a, f)) for f in models_cmd.SHOW_FLAGS}
         models_cmd.cmd_show(client, a.model, flags, bool(a.verbose))

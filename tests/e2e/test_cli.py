@@ -126,6 +126,9 @@ def test_create_errors(server: Server, tmp_path: Path) -> None:
     assert r.returncode == 1 and r.stderr == "Error: invalid model name: bad name!\n"
     r = server.cli("create", "x", "-f", str(tmp_path / "missing"))
     assert r.returncode == 1 and r.stderr == "Error: specified Modelfile wasn't found\n"
+    (tmp_path / "Modelfile").write_text("FROM smollm2:135m\n")
+    r = server.cli("create", "x", "-f", str(tmp_path / "Modelfile"), "--draft-quantize", "q8_0")
+    assert r.returncode == 1 and r.stderr.endswith("Error: --draft-quantize requires a DRAFT model\n")
 
 
 # -- run ---------------------------------------------------------------------------------------

@@ -235,3 +235,23 @@ def test_chat_wrap_interrupt_multiline_save_and_load(server: Server, chat_model:
         tm.type("/bye")
         assert tm.wait_exit() == 0
     server.cli("rm", "cli-saved")
+
+
+@pytest.mark.slow
+def test_one_shot_on_a_terminal_wraps_unless_nowordwrap(server: Server, chat_model: str, tmp_path: Path) -> None:
+    """On a terminal a one-shot answer is word-wrapped at width - 5; --nowordwrap leaves the line
+    breaks to the terminal (capture-pane -J joins the lines the terminal wrapped)."""
+    width = 30
+    prompt = "Describe the city of Paris in detail."
+    answers = {}
+    for flag in ("--verbose", "--nowordwrap"):
+        run_dir = tmp_path / flag.strip("-")
+        run_dir.mkdir()
+        with Tmux(run_dir, server.env, width=width) as tm:
+            tm.start("run", chat_model, flag, prompt)
+            tm.wait_exit()
+            answers[flag] = tm.screen(join=True).split("total duration")[0].strip()
+    wrapped, unwrapped = answers["--verbose"], answers["--nowordwrap"]
+    assert all(len(line) <= width - 5 for line in wrapped.splitlines()), wrapped
+    assert any(len(line) > width for line in unwrapped.splitlines()), unwrapped
+    assert " ".join(wrapped.split()) == " ".join(unwrapped.split())  # the same words, temperature 0
