@@ -211,15 +211,21 @@ def main() -> None:
             results["mlx_server_concurrency"] = []
             for n in levels:
                 print(f"mlx_lm.server x{n} ...", flush=True)
-                results["mlx_server_concurrency"].append(asyncio.run(concurrent(
-                    openai_chat, url, str(model_dir), [PROMPTS[i % len(PROMPTS)] + f" ({i})" for i in range(n)],
-                    args.conc_tokens)))
+                try:
+                    results["mlx_server_concurrency"].append(asyncio.run(concurrent(
+                        openai_chat, url, str(model_dir), [PROMPTS[i % len(PROMPTS)] + f" ({i})" for i in range(n)],
+                        args.conc_tokens)))
+                except Exception as exc:  # a peer failing is a result too
+                    results["mlx_server_concurrency"].append({"clients": n, "error": f"{type(exc).__name__}: {exc}"})
+                    print(f"mlx_lm.server x{n} failed: {exc!r}; log tail:\n"
+                          + (tmp / "mlx_lm_server.log").read_text(errors="replace")[-1500:], flush=True)
+                    break
         finally:
             mlx_srv.stop()
 
     report = markdown(results)
     print(report)
-    out = REPO / "bench/results" / f"mlx-serving-{results['date']}.json"
+    out = Path(os.environ.get("BENCH_OUT") or REPO / "bench/results") / f"mlx-serving-{results['date']}.json"
     out.write_text(json.dumps(results, indent=2))
     if args.record:
         with open(REPO / "bench/RESULTS.md", "a") as f:
@@ -243,7 +249,7 @@ def markdown(r: dict[str, Any]) -> str:
         lines.append(f"| mlx_lm.server /v1/chat/completions | {ms['decode_tps']:.1f} | {ms['ttft_s']:.3f} | {ours['decode_tps'] / max(ms['decode_tps'], 1e-9):.2f}x |")
     lines += ["", "| clients | ollmlx aggregate tok/s | mlx_lm.server aggregate tok/s | ollmlx / mlx_lm.server "
               "| raw BatchGenerator tok/s | ollmlx / raw | ollmlx / own single stream |", "|---|---|---|---|---|---|---|"]
-    theirs = {c["clients"]: c for c in r.get("mlx_server_concurrency", [])}
+    theirs = {c["clients"]: c for c in r.get("mlx_server_concurrency", []) if "aggregate_tps" in c}
     raw_batch = {int(k): v for k, v in (raw.get("batch") or {}).items()}
     for c in r["ollmlx_concurrency"]:
         t = theirs.get(c["clients"])

@@ -8,6 +8,6 @@ levels=${2:-1,4,16,32,64}
 export PYTHONPATH=/tmp/site:$PWD OLLMLX_MLX_DEVICE=gpu
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 python bench/make_random_model.py --shape "$shape" --bits 4 --out "/tmp/$shape"
-python bench/bench_mlx_serving.py --model-dir "/tmp/$shape" --label "random-weight $shape, 4-bit (mlx-cuda 0.32.4)" \
-  --tokens 128 --conc-tokens 64 --concurrency "$levels" | tee "${OUT:-/tmp}/bench-$shape.txt"
-cp bench/results/mlx-serving-*.json "${OUT:-/tmp}/" 2>/dev/null || true
+BENCH_OUT=${OUT:-/tmp} python bench/bench_mlx_serving.py --model-dir "/tmp/$shape" --label "random-weight $shape, 4-bit (mlx-cuda 0.32.4)" \
+  --tokens 128 --conc-tokens 64 --concurrency "$levels" 2>&1 | grep -v "transformers\]" | tee "${OUT:-/tmp}/bench-$shape.txt"
+mv "${OUT:-/tmp}"/mlx-serving-*.json "${OUT:-/tmp}/$shape.json" 2>/dev/null || true
