@@ -30,7 +30,8 @@ class LineReader:
         self.history_file = history_file
         self.history_enabled = history_enabled
         readline.set_auto_history(False)
-        readline.parse_and_bind("set enable-bracketed-paste on")
+        if "libedit" not in (readline.__doc__ or ""):  # macOS's libedit knows no such setting
+            readline.parse_and_bind("set enable-bracketed-paste on")
         with contextlib.suppress(OSError):
             history_file.parent.mkdir(parents=True, exist_ok=True)
             if history_file.is_file():

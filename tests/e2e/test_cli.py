@@ -5,6 +5,7 @@ server over HTTP, so that seam is where the replay sits."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import subprocess
@@ -405,3 +406,51 @@ def test_pull_progress_on_a_terminal(tmp_path: Path) -> None:
     assert lines[0] == "pulling manifest"
     assert re.fullmatch(r"pulling e0ba7f2a8c61: 100% ▕█{58}▏   3 MB", lines[1]), lines
     assert lines[-3:] == ["verifying sha256 digest", "writing manifest", "success"]
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(32))
+
+
+def test_run_attaches_images_for_vision_models(tmp_path: Path) -> None:
+    """Paths of images in the prompt are read and sent as images, only for vision models."""
+    image = tmp_path / "a cat.png"
+    image.write_bytes(PNG)
+    escaped = str(image).replace(" ", "\\ ")
+    answer = [{"response": "A cat.", "done": False}, {"response": "", "done": True}]
+    vision = (200, {"capabilities": ["completion", "vision"], "details": {}, "model_info": {}})
+    with Replay({"/api/show": vision, "/api/generate": (200, answer)}) as replay:
+        r = cli(replay, "run", "vis", f"what is in {escaped} ?")
+        assert r.returncode == 0, r.stderr
+        body = replay.requests[-1][1]
+        assert body["prompt"] == "what is in  ?" and body["images"] == [base64.b64encode(PNG).decode()]
+        assert r.stderr == f"Added image '{image}'\n" and r.stdout == "A cat.\n\n"
+    text_only = (200, {"capabilities": ["completion"], "details": {}, "model_info": {}})
+    with Replay({"/api/show": text_only, "/api/generate": (200, answer)}) as replay:
+        r = cli(replay, "run", "txt", f"what is in {escaped} ?")
+        body = replay.requests[-1][1]
+        assert "images" not in body and body["prompt"] == f"what is in {escaped} ?"
+
+
+def test_interactive_image_path_is_no_command(tmp_path: Path) -> None:
+    """In a session with a vision model a line starting with an image path is a message."""
+    from test_cli_interactive import Tmux
+
+    image = tmp_path / "dog.png"
+    image.write_bytes(PNG)
+    vision = (200, {"capabilities": ["completion", "vision"], "details": {}, "model_info": {}})
+    loaded = (200, {"model": "vis", "response": "", "done": True, "done_reason": "load"})
+    reply = [{"message": {"role": "assistant", "content": "A dog."}, "done": False},
+             {"message": {"role": "assistant", "content": ""}, "done": True}]
+    routes = {"/api/show": vision, "/api/generate": loaded, "/api/chat": (200, reply)}
+    with Replay(routes) as replay, Tmux(tmp_path, {**replay.env, "HOME": str(tmp_path)}) as tm:
+        tm.start("run", "vis")
+        tm.wait_prompt(1)
+        tm.type("/?")
+        tm.wait_for(r"Use /path/to/file to include \.jpg, \.png, \.webp images, or \.wav audio files\.")
+        tm.type(f"{image} what is this?")
+        tm.wait_for(rf"Added image '{re.escape(str(image))}'\nA dog\.\n\n>>>")
+        tm.type("/bye")
+        assert tm.wait_exit() == 0
+    chat = [body for path, body in replay.requests if path == "/api/chat"][-1]
+    assert chat["messages"] == [{"role": "user", "content": "what is this?",
+                                 "images": [base64.b64encode(PNG).decode()]}]
