@@ -20,8 +20,11 @@ from helpers import REPO, Server
 def ensure_tmux() -> str:
     path = shutil.which("tmux")
     if path is None:  # the test machine is ours to set up (spec'd: tmux drives the terminal)
-        subprocess.run(["apt-get", "install", "-y", "tmux"], check=False, capture_output=True)
-        path = shutil.which("tmux")
+        for step in (["apt-get", "install", "-y", "tmux"], ["apt-get", "update"], ["apt-get", "install", "-y", "tmux"]):
+            subprocess.run(step, check=False, capture_output=True, timeout=600)
+            path = shutil.which("tmux")
+            if path:
+                break
     assert path, "tmux is needed to drive the interactive CLI (apt-get install -y tmux)"
     return path
 
