@@ -16,6 +16,7 @@ from ollmlx.runner.engines.mlx.embed import (
 )
 from ollmlx.runner.engines.mlx.engine import MLXEngine
 from ollmlx.runner.engines.mlx.loader import load
+from ollmlx.runner.engines.mlx.vision import VisionEngine, is_vision_spec, load_vision
 from ollmlx.runner.protocol import (
     CompletionRequest,
     EmbeddingRequest,
@@ -32,12 +33,22 @@ class MLXRunnerEngine:
         self.spec = spec
         self.embedder: EmbedEngine | None = None
         self.engine: MLXEngine | None = None
+        self.vision: VisionEngine | None = None
         self._embed_lock = threading.Lock()
         if is_embedding_spec(spec):  # an embedding model: no generation engine at all
             self.embedder = load_embedding_model(spec, num_ctx)
             self.details = host.tune_for_host(self.embedder.model)
             self.num_ctx, self.parallel = self.embedder.num_ctx, 1
             log.info("mlx embedding engine ready: %s num_ctx=%d %s", spec.name, self.num_ctx, self.details)
+            return
+        if is_vision_spec(spec):  # a vision-language model: mlx-vlm, one request at a time
+            vlm = load_vision(spec)
+            self.details = host.tune_for_host(vlm.model)
+            self.num_ctx = min(num_ctx, vlm.context_length) if num_ctx > 0 else vlm.context_length
+            self.parallel = 1
+            self.vision = VisionEngine(vlm, num_ctx=self.num_ctx)
+            self.vision.start()
+            log.info("mlx vision engine ready: %s num_ctx=%d %s", spec.name, self.num_ctx, self.details)
             return
         self.loaded = load(spec)
         self.details = host.tune_for_host(self.loaded.model)
@@ -47,23 +58,27 @@ class MLXRunnerEngine:
         self.engine.start()
         log.info("mlx engine ready: %s num_ctx=%d parallel=%d %s", spec.name, self.num_ctx, self.parallel, self.details)
 
-    def _generator(self) -> MLXEngine:
+    def _generator(self) -> MLXEngine | VisionEngine:
+        if self.vision is not None:
+            return self.vision
         if self.engine is None:  # the server checks capabilities first; this guards the runner itself
             raise EngineError("this model does not support generate", 400)
         return self.engine
 
     def submit(self, req: CompletionRequest, emit: Emit) -> int:
+        if req.images and self.vision is None:  # as Ollama's MLX runner answers a text-only model
+            raise EngineError("this model does not support image input", 500)
         return self._generator().submit(req, emit)
 
     def cancel(self, rid: int) -> None:
-        if self.engine is not None:
-            self.engine.cancel(rid)
+        if self.engine is not None or self.vision is not None:
+            self._generator().cancel(rid)
 
     def tokenize(self, text: str, add_special: bool = False) -> list[int]:
-        return (self.engine or self._embedding()).tokenize(text, add_special)
+        return (self.engine or self.vision or self._embedding()).tokenize(text, add_special)
 
     def detokenize(self, tokens: list[int]) -> str:
-        return (self.engine or self._embedding()).detokenize(tokens)
+        return (self.engine or self.vision or self._embedding()).detokenize(tokens)
 
     def info(self) -> RunnerInfo:
         mem = host.memory_bytes()
@@ -72,19 +87,22 @@ class MLXRunnerEngine:
             engine="mlx",
             device=host.device_name(),
             model=self.spec.name,
-            context_length=self.embedder.context_length if self.engine is None and self.embedder
+            context_length=self.vision.loaded.context_length if self.vision
+            else self.embedder.context_length if self.engine is None and self.embedder
             else self.loaded.context_length,
             num_ctx=self.num_ctx,
             parallel=self.parallel,
             memory_bytes=mem,
             vram_bytes=mem if gpu else 0,
-            embedding=self.engine is None,
+            embedding=self.engine is None and self.vision is None,
             details={**self.details, **({"prefix_cache_hits": self.engine.cache_hits,
                                          "prefix_cache_bytes": self.engine.prompt_cache.nbytes} if self.engine else {})},
         )
 
     def _embedding(self) -> EmbedEngine:
         """The embedding engine; for a generation model it shares the loaded weights (decoder pooling)."""
+        if self.vision is not None:
+            raise EngineError("this model does not support embeddings", 400)
         with self._embed_lock:
             if self.embedder is None:
                 self.embedder = decoder_embedder(self.loaded, self.spec, self.num_ctx)
