@@ -261,27 +261,59 @@ class Inference:
         images = [img for m in msgs for img in (m.get("images") or [])]  # in [img-N] order
         check_images(model, caps, images)
         parser = output_parser(model, text, think, req.tools or None)
-        creq = CompletionRequest(prompt=text, options=sampling(opts), format=req.format or None,
+        # a thinking model thinks unconstrained first; `format` applies once the answer starts
+        two_pass = bool(req.format) and parser is not None and parser.thinking is not None
+        creq = CompletionRequest(prompt=text, options=sampling(opts), format=None if two_pass else req.format or None,
                                  logprobs=req.logprobs, top_logprobs=req.top_logprobs,
                                  shift=req.shift is not False, truncate=req.truncate is not False, images=images)
+        thought: list[str] = []
+        restart = False
+        run: Any = self._run(model, opts, keep_alive, creq, t0)  # an async generator: closed below
+        try:
+            async for chunk in run:
+                delta = parser.feed(chunk.get("content", ""), bool(chunk.get("done"))) if parser \
+                    else Delta(chunk.get("content", ""))
+                thought.append(delta.thinking)
+                if two_pass and delta.content and "".join(thought):
+                    restart = True  # the thinking is over: constrain what follows (spec §10)
+                    if delta.thinking:
+                        yield _chat_chunk(req.model, chunk, Delta(thinking=delta.thinking), final=False)
+                    break
+                if delta.hold and not chunk.get("logprobs"):
+                    continue  # the parsers are buffering: Ollama sends nothing for this chunk
+                yield _chat_chunk(req.model, chunk, delta)
+        finally:
+            await run.aclose()
+        if not restart:
+            return
+        # again, with the thinking as an assistant message and the format applied from the start
+        msgs.append({"role": "assistant", "content": "", "thinking": "".join(thought)})
+        text = prompts.render(model, prompts.PromptRequest(
+            msgs, tools=req.tools, think=think.value, think_level=think.level, is_think_set=think_set))
+        parser = output_parser(model, text, Think(False, None), req.tools or None)
+        creq = creq.model_copy(update={"prompt": text, "format": req.format})
         async for chunk in self._run(model, opts, keep_alive, creq, t0):
             delta = parser.feed(chunk.get("content", ""), bool(chunk.get("done"))) if parser \
                 else Delta(chunk.get("content", ""))
-            if delta.hold and not chunk.get("logprobs"):
-                continue  # the parsers are buffering: Ollama sends nothing for this chunk
-            message: dict[str, Any] = {"role": "assistant", "content": delta.content}
-            if delta.thinking:
-                message["thinking"] = delta.thinking
-            if delta.tool_calls:
-                message["tool_calls"] = delta.tool_calls
-            out: dict[str, Any] = {"model": req.model, "created_at": rfc3339nano(), "message": message,
-                                   "done": bool(chunk.get("done"))}
-            if chunk.get("logprobs"):
-                out["logprobs"] = chunk["logprobs"]
-            if chunk.get("done"):
-                out["done_reason"] = chunk.get("done_reason", "stop")
-                _metrics(out, chunk)
-            yield out
+            if not delta.hold or chunk.get("logprobs"):
+                yield _chat_chunk(req.model, chunk, delta)
+
+
+def _chat_chunk(model: str, chunk: dict[str, Any], delta: Delta, final: bool = True) -> dict[str, Any]:
+    """A /api/chat chunk from a runner chunk and what the parsers made of its text."""
+    message: dict[str, Any] = {"role": "assistant", "content": delta.content}
+    if delta.thinking:
+        message["thinking"] = delta.thinking
+    if delta.tool_calls:
+        message["tool_calls"] = delta.tool_calls
+    done = final and bool(chunk.get("done"))
+    out: dict[str, Any] = {"model": model, "created_at": rfc3339nano(), "message": message, "done": done}
+    if chunk.get("logprobs") and final:
+        out["logprobs"] = chunk["logprobs"]
+    if done:
+        out["done_reason"] = chunk.get("done_reason", "stop")
+        _metrics(out, chunk)
+    return out
 
 
 def _metrics(out: dict[str, Any], chunk: dict[str, Any]) -> None:

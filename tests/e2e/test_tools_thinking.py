@@ -189,6 +189,16 @@ def test_think_false_renders_without_thinking(server: Server, thinky: str) -> No
     assert "thinking" not in body["message"]
 
 
+def test_format_applies_once_thinking_ends(server: Server, thinky: str) -> None:
+    # spec §10: a thinking model first thinks unconstrained; the run restarts with the thinking as an
+    # assistant message and the JSON constraint (constrained from the start, the output would be
+    # JSON inside the thinking and no content)
+    body = {"model": thinky, "messages": [{"role": "user", "content": "5+5?"}], "format": "json", "stream": False}
+    msg = _post(server, "/api/chat", body).json()["message"]
+    assert msg["thinking"].strip() and "{" not in msg["thinking"]
+    assert msg["content"].lstrip().startswith("{")
+
+
 def test_generate_thinking(server: Server, thinky: str) -> None:
     body = _post(server, "/api/generate", {"model": thinky, "prompt": "5+5?", "stream": False}).json()
     assert body["thinking"].strip() and body["response"].strip()
