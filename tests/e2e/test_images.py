@@ -5,6 +5,7 @@ count and changes the greedy output. Models without vision get the errors Ollama
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ GO_TEMPLATE = "{{ range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_
 
 
 @pytest.fixture(scope="module")
-def vlm(server: Server, tmp_path_factory: pytest.TempPathFactory) -> str:
+def vlm(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("vlm")
     model_dir = build_tiny_qwen2_vl(tmp / "tiny-qwen2-vl")
     mf = tmp / "Modelfile"
@@ -34,7 +35,9 @@ def vlm(server: Server, tmp_path_factory: pytest.TempPathFactory) -> str:
     mf2.write_text(f'FROM tiny-vlm:latest\nTEMPLATE """{GO_TEMPLATE}"""\n')
     r = server.cli("create", "tiny-vlm-go:latest", "-f", str(mf2))
     assert r.returncode == 0, r.stderr
-    return "tiny-vlm"
+    yield "tiny-vlm"
+    for name in ("tiny-vlm", "tiny-vlm-go"):  # other modules share the session server: unload ours
+        httpx.post(server.url + "/api/generate", json={"model": name, "keep_alive": 0}, timeout=60)
 
 
 def _post(server: Server, route: str, body: dict[str, Any]) -> httpx.Response:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -72,18 +73,25 @@ CALL_ID = re.compile(r"^call_[a-z0-9]{8}$")
 FULL_NAME = "registry.ollama.ai/library/smollm2:135m"
 
 
+def _unload(server: Server, model: str) -> None:
+    """Other modules share the session server: leave no runner of ours loaded."""
+    httpx.post(server.url + "/api/generate", json={"model": model, "keep_alive": 0}, timeout=60)
+
+
 @pytest.fixture(scope="module")
-def tooly(server: Server) -> str:
+def tooly(server: Server) -> Iterator[str]:
     create_smollm2(server, "tooly:135m", f'TEMPLATE """{TOOLS_TEMPLATE}"""\n'
                    "PARAMETER temperature 0\nPARAMETER num_predict 32\nPARAMETER stop </tool_call>\n")
-    return "tooly:135m"
+    yield "tooly:135m"
+    _unload(server, "tooly:135m")
 
 
 @pytest.fixture(scope="module")
-def thinky(server: Server) -> str:
+def thinky(server: Server) -> Iterator[str]:
     create_smollm2(server, "thinky:135m", f'TEMPLATE """{THINK_TEMPLATE}"""\n'
                    "PARAMETER temperature 0\nPARAMETER num_predict 24\nPARAMETER stop question:\n")
-    return "thinky:135m"
+    yield "thinky:135m"
+    _unload(server, "thinky:135m")
 
 
 def _stream(server: Server, route: str, body: dict[str, Any]) -> list[dict[str, Any]]:
