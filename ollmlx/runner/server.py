@@ -28,12 +28,45 @@ from ollmlx.runner.protocol import (
 log = logging.getLogger("ollmlx.runner")
 
 
+class Mailbox:
+    """Hands chunks from the engine thread to the event loop with one wake-up per burst.
+
+    A decode step of a batch emits one chunk per live sequence; waking the loop once per chunk
+    (`call_soon_threadsafe` each) costs a self-pipe write and GIL handoff per token, so chunks
+    queue here and a single scheduled callback delivers all of them.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._lock = threading.Lock()
+        self._pending: list[tuple[asyncio.Queue[dict[str, Any]], dict[str, Any]]] = []
+        self._scheduled = False
+
+    def sender(self, q: asyncio.Queue[dict[str, Any]]) -> Callable[[dict[str, Any]], None]:
+        def emit(chunk: dict[str, Any]) -> None:
+            with self._lock:
+                self._pending.append((q, chunk))
+                if self._scheduled:
+                    return
+                self._scheduled = True
+            self.loop.call_soon_threadsafe(self._deliver)
+
+        return emit
+
+    def _deliver(self) -> None:
+        with self._lock:
+            batch, self._pending, self._scheduled = self._pending, [], False
+        for q, chunk in batch:
+            q.put_nowait(chunk)
+
+
 class RunnerState:
     """Holds the engine once loaded; the model loads in a thread so /health answers meanwhile."""
 
     def __init__(self, factory: Callable[[], Engine]) -> None:
         self.engine: Engine | None = None
         self.error: str | None = None
+        self.mailbox: Mailbox | None = None
         self._factory = factory
 
     def load_in_background(self) -> None:
@@ -90,13 +123,10 @@ def build_app(state: RunnerState) -> Starlette:
     async def completion(request: Request) -> Response:
         req = await body(request, CompletionRequest)
         engine = ready()
-        loop = asyncio.get_running_loop()
+        if state.mailbox is None:
+            state.mailbox = Mailbox(asyncio.get_running_loop())
         q: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-
-        def emit(chunk: dict[str, Any]) -> None:
-            loop.call_soon_threadsafe(q.put_nowait, chunk)
-
-        rid = engine.submit(req, emit)
+        rid = engine.submit(req, state.mailbox.sender(q))
         first = await q.get()
         if "error" in first:  # failed before anything was generated: a plain status
             engine.cancel(rid)
@@ -107,11 +137,19 @@ def build_app(state: RunnerState) -> Starlette:
             finished = False
             try:
                 while True:
-                    if "error" in chunk:
-                        chunk = {"error": chunk["error"]}
-                    yield (json.dumps(chunk, ensure_ascii=False) + "\n").encode()
-                    if chunk.get("done") or "error" in chunk:
-                        finished = True
+                    out = []
+                    while True:  # everything already delivered goes out in one write
+                        if "error" in chunk:
+                            chunk = {"error": chunk["error"]}
+                        out.append(json.dumps(chunk, ensure_ascii=False) + "\n")
+                        if chunk.get("done") or "error" in chunk:
+                            finished = True
+                            break
+                        if q.empty():
+                            break
+                        chunk = q.get_nowait()
+                    yield "".join(out).encode()
+                    if finished:
                         return
                     chunk = await q.get()
             finally:
