@@ -15,9 +15,11 @@ from helpers import Server, create_smollm2, start_server, stop_server
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One server for the session, with `smollm2:135m` created through the real CLI."""
+    """One server for the session, with `smollm2:135m` created through the real CLI. GGUF models
+    run on the MLX engine here (OLLMLX_ENGINE=mlx): the default on a CPU host with llama-cpp-python
+    installed is llama.cpp, which has its own tests."""
     tmp = tmp_path_factory.mktemp("ollmlx")
-    srv = start_server(tmp)
+    srv = start_server(tmp, {"OLLMLX_ENGINE": "mlx"})
     try:
         create_smollm2(srv)
         yield srv
