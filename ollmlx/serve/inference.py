@@ -281,7 +281,8 @@ class Inference:
                     break
                 if delta.hold and not chunk.get("logprobs"):
                     continue  # the parsers are buffering: Ollama sends nothing for this chunk
-                yield _chat_chunk(req.model, chunk, delta)
+                for out in _chat_chunks(req.model, chunk, delta):
+                    yield out
         finally:
             await run.aclose()
         if not restart:
@@ -296,7 +297,17 @@ class Inference:
             delta = parser.feed(chunk.get("content", ""), bool(chunk.get("done"))) if parser \
                 else Delta(chunk.get("content", ""))
             if not delta.hold or chunk.get("logprobs"):
-                yield _chat_chunk(req.model, chunk, delta)
+                for out in _chat_chunks(req.model, chunk, delta):
+                    yield out
+
+
+def _chat_chunks(model: str, chunk: dict[str, Any], delta: Delta) -> list[dict[str, Any]]:
+    """Tool calls come on a chunk of their own, with empty content: text parsed before them in the
+    same runner chunk goes out first."""
+    if delta.tool_calls and delta.content:
+        return [_chat_chunk(model, chunk, Delta(delta.content, delta.thinking), final=False),
+                _chat_chunk(model, chunk, Delta(tool_calls=delta.tool_calls))]
+    return [_chat_chunk(model, chunk, delta)]
 
 
 def _chat_chunk(model: str, chunk: dict[str, Any], delta: Delta, final: bool = True) -> dict[str, Any]:
