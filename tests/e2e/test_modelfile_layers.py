@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -15,7 +16,7 @@ CHATML = (
 
 
 @pytest.fixture(scope="module")
-def custom(server: Server, tmp_path_factory: pytest.TempPathFactory) -> str:
+def custom(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("mf")
     mf = tmp / "Modelfile"
     mf.write_text(
@@ -30,7 +31,10 @@ def custom(server: Server, tmp_path_factory: pytest.TempPathFactory) -> str:
     )
     r = server.cli("create", "custom:latest", "-f", str(mf))
     assert r.returncode == 0, r.stderr
-    return "custom"
+    yield "custom"
+    # leave the shared server as found: unloaded and deleted
+    httpx.post(server.url + "/api/generate", json={"model": "custom", "keep_alive": 0}, timeout=60)
+    httpx.request("DELETE", server.url + "/api/delete", json={"model": "custom"}, timeout=60)
 
 
 def _render(server: Server, body: dict) -> str:

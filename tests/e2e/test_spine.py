@@ -77,8 +77,8 @@ def test_list_show_ps(client: ollama.Client) -> None:
     assert "completion" in (show.capabilities or [])
     assert show.modelinfo and show.modelinfo["general.architecture"] == "llama"
     assert show.modelinfo["tokenizer.ggml.tokens"] == []  # long arrays elided unless verbose
-    ps = client.ps().models
-    assert [m.model for m in ps] == ["smollm2:135m"]
+    ps = [m for m in client.ps().models if m.model == "smollm2:135m"]  # other tests may have models loaded
+    assert len(ps) == 1
     assert ps[0].size and ps[0].expires_at and ps[0].context_length
 
 
