@@ -43,3 +43,35 @@ def memory_bytes() -> int:
         return int(mx.get_active_memory())
     except AttributeError:  # older mlx
         return int(mx.metal.get_active_memory())
+
+
+def _available_bytes() -> int:
+    if device_name() == "gpu":
+        info = mx.device_info()
+        total = int(info.get("max_recommended_working_set_size") or info.get("memory_size") or 0)
+        return max(0, total - memory_bytes())
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+
+
+def default_parallel(config: dict[str, Any], num_ctx: int) -> int:
+    """How many sequences to batch when OLLAMA_NUM_PARALLEL is unset: as many full-context KV
+    caches as half the free memory holds, capped (a CPU gains little past a few streams; a GPU
+    batches many for nearly free)."""
+    cap = 4 if device_name() == "cpu" else int(os.environ.get("OLLMLX_GPU_PARALLEL", "32"))
+    text = config.get("text_config") or config
+    layers = int(text.get("num_hidden_layers") or 0)
+    heads = int(text.get("num_attention_heads") or 1)
+    kv_heads = int(text.get("num_key_value_heads") or heads)
+    head_dim = int(text.get("head_dim") or (int(text.get("hidden_size") or 0) // max(1, heads)))
+    elem = 4 if device_name() == "cpu" else 2
+    per_seq = 2 * layers * kv_heads * head_dim * elem * max(1, num_ctx)
+    if per_seq <= 0:
+        return cap
+    return max(1, min(cap, int(_available_bytes() * 0.5 // per_seq)))
