@@ -53,7 +53,7 @@ class MLXRunnerEngine:
         self.loaded = load(spec)
         self.details = host.tune_for_host(self.loaded.model)
         self.num_ctx = min(num_ctx, self.loaded.context_length) if num_ctx > 0 else self.loaded.context_length
-        self.parallel = parallel if parallel > 0 else _default_parallel()
+        self.parallel = parallel if parallel > 0 else host.default_parallel(self.loaded.config, self.num_ctx)
         self.engine = MLXEngine(self.loaded, num_ctx=self.num_ctx, parallel=self.parallel)
         self.engine.start()
         log.info("mlx engine ready: %s num_ctx=%d parallel=%d %s", spec.name, self.num_ctx, self.parallel, self.details)
