@@ -156,6 +156,17 @@ def engine_override() -> str | None:
     return value or None
 
 
+def hostfile() -> str | None:
+    """An mlx.launch hostfile: MLX models run split across its hosts (docs/distributed.md)."""
+    value = os.environ.get("OLLMLX_HOSTFILE", "").strip()
+    return value or None
+
+
+def distributed_port() -> int:
+    """First TCP port of a group's ring / NCCL rendezvous on hosts other than this one."""
+    return _int("DISTRIBUTED_PORT", 32323)
+
+
 def runner_python() -> str:
     """Interpreter used for runner subprocesses (defaults to the server's own)."""
     import sys
@@ -185,5 +196,8 @@ ENV_DOCS: dict[str, tuple[str, str]] = {
     "OLLMLX_CPU_WEIGHTS": ("auto", "MLX weights on CPU: float32 (dequantized for BLAS) or quantized"),
     "OLLMLX_GPU_PARALLEL": ("16", "Parallel sequences per model on a GPU (CPU: 4)"),
     "OLLMLX_LLAMACPP_THREADS": ("all cores", "Threads of the llama.cpp engine"),
+    "OLLMLX_HOSTFILE": ("", "mlx.launch hostfile: run MLX models split across its hosts (docs/distributed.md)"),
+    "OLLMLX_DISTRIBUTED_MODE": ("auto", "How a model is split across ranks: auto, tensor or pipeline"),
+    "OLLMLX_DISTRIBUTED_PORT": ("32323", "First port of a distributed group on hosts other than this one"),
     "OLLMLX_LLAMACPP_REPACK": ("auto", "Let llama.cpp repack weights for its CPU kernels (1/0)"),
 }

@@ -14,7 +14,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import PlainTextResponse, Response
 
 from ollmlx import __version__
+from ollmlx.api import anthropic as anthropic_api
 from ollmlx.api import create, embed, generate, models, transfer
+from ollmlx.api import openai as openai_api
 from ollmlx.api.context import Services
 from ollmlx.api.security import install_security
 from ollmlx.api.streaming import JSONResponse
@@ -79,5 +81,7 @@ def create_app(models_dir: Path, factory: RunnerFactory | None = None) -> FastAP
     app.include_router(models.router)
     app.include_router(create.router)
     app.include_router(transfer.router)
+    app.include_router(openai_api.router)  # /v1/*: OpenAI translators (spec §20)
+    app.include_router(anthropic_api.router)  # /v1/messages (spec §21)
     install_security(app)
     return app

@@ -65,6 +65,8 @@ async def ps(request: Request) -> Response:
         }
         if info:
             entry["engine"] = info.engine
+            if info.details.get("ranks"):  # a model split across the ranks of a group (docs/distributed.md)
+                entry["ranks"] = info.details["ranks"]
         models.append(entry)
     return JSONResponse({"models": models})
 

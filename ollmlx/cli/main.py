@@ -41,7 +41,9 @@ class Command:
 
 INSECURE = Flag("insecure", "Use an insecure registry")
 COMMANDS: tuple[Command, ...] = (
-    Command("serve", "serve", "Start ollmlx", aliases=("start",), env=tuple(config.ENV_DOCS), heartbeat=False),
+    Command("serve", "serve", "Start ollmlx", (
+        Flag("hostfile", "Run MLX models across the hosts of this mlx.launch hostfile (OLLMLX_HOSTFILE)", "string"),
+    ), aliases=("start",), env=tuple(config.ENV_DOCS), heartbeat=False),
     Command("create", "create MODEL", "Create a model", (
         Flag("file", 'Name of the Modelfile (default "Modelfile")', "string", "f"),
         Flag("quantize", "Quantize model to this level (e.g. q4_K_M)", "string", "q"),
@@ -296,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     if cmd.name == "serve":
         from ollmlx.cli.serve import serve
 
-        return serve()
+        return serve(hostfile=args.hostfile)
     client = Client()
     try:
         bind_args(cmd, args)

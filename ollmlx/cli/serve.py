@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 
@@ -19,16 +20,27 @@ def setup_logging() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-def serve() -> int:
+def serve(hostfile: str | None = None) -> int:
     setup_logging()
     from ollmlx.api.app import create_app
 
+    log = logging.getLogger("ollmlx")
+    if hostfile:  # the flag wins over OLLMLX_HOSTFILE; runners read it from the environment
+        os.environ["OLLMLX_HOSTFILE"] = os.path.abspath(hostfile)
+    if config.hostfile():
+        from ollmlx.runner.launch import read_hostfile
+
+        try:
+            hf = read_hostfile(str(config.hostfile()))
+        except ValueError as exc:
+            sys.stderr.write(f"Error: {exc}\n")
+            return 1
+        log.info("MLX models run across %d ranks (%s): %s", hf.size, hf.backend, ", ".join(h.ssh for h in hf.hosts))
     addr = config.host()
     models = config.models_dir()
     models.mkdir(parents=True, exist_ok=True)
     (models / "blobs").mkdir(exist_ok=True)
     (models / "manifests").mkdir(exist_ok=True)
-    log = logging.getLogger("ollmlx")
     log.info("ollmlx %s listening on %s:%s (models: %s)", __version__, addr.host, addr.port, models)
     app = create_app(models)
     if not config.noprune():

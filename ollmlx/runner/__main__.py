@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -39,12 +40,13 @@ def _die_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def make_factory(engine: str, spec: ModelSpec, num_ctx: int, parallel: int) -> Callable[[], Engine]:
+def make_factory(engine: str, spec: ModelSpec, num_ctx: int, parallel: int,
+                 group: Any = None) -> Callable[[], Engine]:
     def factory() -> Engine:
         if engine == "mlx":
             from ollmlx.runner.engines.mlx.runner_engine import MLXRunnerEngine
 
-            return MLXRunnerEngine(spec, num_ctx, parallel)
+            return MLXRunnerEngine(spec, num_ctx, parallel, group)
         if engine == "llamacpp":
             from ollmlx.runner.engines.llamacpp.runner_engine import LlamaCppRunnerEngine
 
@@ -63,6 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--parallel", type=int, default=0)
     p.add_argument("--parent-pid", type=int, default=0)
     p.add_argument("--debug", action="store_true")
+    p.add_argument("--backend", help="run as a rank of an mx.distributed group (docs/distributed.md)")
     args = p.parse_args(argv)
 
     logging.basicConfig(
@@ -72,8 +75,17 @@ def main(argv: list[str] | None = None) -> None:
     )
     if args.parent_pid:
         _die_with_parent(args.parent_pid)
+    group = None
+    if args.backend:  # every rank starts here; rank 0 goes on to serve, the others follow it
+        if args.engine != "mlx":
+            p.error("--backend needs --engine mlx")
+        from ollmlx.runner.engines.mlx.distributed import join, run_follower
+
+        group = join(args.backend)
+        if not group.leader:
+            run_follower(group)
     spec = ModelSpec.model_validate_json(Path(args.spec).read_text())
-    state = RunnerState(make_factory(args.engine, spec, args.num_ctx, args.parallel))
+    state = RunnerState(make_factory(args.engine, spec, args.num_ctx, args.parallel, group))
     state.load_in_background()
     Path(args.socket).unlink(missing_ok=True)
     uvicorn.run(build_app(state), uds=args.socket, log_level="warning", timeout_graceful_shutdown=2)

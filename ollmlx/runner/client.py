@@ -20,6 +20,7 @@ import httpx
 
 from ollmlx import config
 from ollmlx.errors import BadRequest, OllmlxError, RunnerError
+from ollmlx.runner import launch
 from ollmlx.runner.env import runner_env
 from ollmlx.runner.protocol import (
     CompletionRequest,
@@ -41,12 +42,17 @@ def _status_error(status: int, message: str) -> OllmlxError:
 
 
 class RunnerProcess:
-    def __init__(self, engine: str, spec: ModelSpec, *, num_ctx: int, parallel: int) -> None:
+    def __init__(self, engine: str, spec: ModelSpec, *, num_ctx: int, parallel: int,
+                 hostfile: str | None = None) -> None:
         self.engine = engine
         self.spec = spec
         self.num_ctx = num_ctx
         self.parallel = parallel
-        self.proc: asyncio.subprocess.Process | None = None
+        self.proc: asyncio.subprocess.Process | None = None  # rank 0 when the runner is a group
+        # MLX models run as the ranks of a distributed group when the server has a hostfile
+        self.hostfile = hostfile if hostfile is not None else (config.hostfile() if engine == "mlx" else None)
+        self.peers: list[tuple[int, str, asyncio.subprocess.Process]] = []  # (rank, host, process), ranks > 0
+        self.dead_rank = ""  # which rank ended the group, when one did
         self._dir = tempfile.mkdtemp(prefix="ollmlx-runner-")
         self.socket = os.path.join(self._dir, "runner.sock")
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=40)
@@ -61,7 +67,8 @@ class RunnerProcess:
 
     @property
     def alive(self) -> bool:
-        return self.proc is not None and self.proc.returncode is None
+        return (self.proc is not None and self.proc.returncode is None
+                and all(p.returncode is None for _, _, p in self.peers))
 
     def stderr_tail(self) -> str:
         lines = [x for x in self._stderr_tail if x.strip()]
@@ -75,14 +82,18 @@ class RunnerProcess:
             config.runner_python(), "-m", "ollmlx.runner",
             "--engine", self.engine, "--spec", str(spec_path), "--socket", self.socket,
             "--num-ctx", str(self.num_ctx), "--parallel", str(self.parallel),
-            "--parent-pid", str(os.getpid()),
         ]
         if config.debug_level() > 0:
             args.append("--debug")
-        self.proc = await asyncio.create_subprocess_exec(
-            *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE, env=runner_env(self.engine), start_new_session=True,
-        )
+        if self.hostfile:
+            await self._start_group(args)
+        else:
+            self.proc = await asyncio.create_subprocess_exec(
+                *args, "--parent-pid", str(os.getpid()), stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=runner_env(self.engine),
+                start_new_session=True,
+            )
+        assert self.proc is not None
         log.info("starting runner pid=%s engine=%s model=%s", self.proc.pid, self.engine, self.spec.name)
         self._tasks.append(asyncio.create_task(self._pump_stderr()))
         transport = httpx.AsyncHTTPTransport(uds=self.socket)
@@ -110,6 +121,38 @@ class RunnerProcess:
         self.info = RunnerInfo.model_validate((await self._client.get("/info")).json())
         return self.info
 
+    async def _start_group(self, args: list[str]) -> None:
+        """Rank 0 (self.proc) and the other ranks of the hostfile's group (launch.py)."""
+        try:
+            hf = launch.read_hostfile(str(self.hostfile))
+        except ValueError as exc:
+            raise RunnerError(f"cannot start the model runner on several hosts: {exc}") from exc
+        commands = launch.rank_commands(hf, args, runner_env(self.engine), Path(self._dir),
+                                        parent_pid=os.getpid(), base_port=config.distributed_port())
+        for c in commands:
+            for path, content in c.files.items():
+                Path(path).write_text(content)
+        for c in commands:
+            proc = await asyncio.create_subprocess_exec(
+                *c.argv, stdin=asyncio.subprocess.PIPE if c.remote else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE if c.remote else asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE, env=c.env, start_new_session=True,
+            )
+            if c.rank == 0:
+                self.proc = proc
+                continue
+            log.info("starting runner rank %d on %s pid=%s (%s)", c.rank, c.host, proc.pid, hf.backend)
+            self.peers.append((c.rank, c.host, proc))
+            for stream in (proc.stderr, proc.stdout):  # ssh -tt brings a remote rank's output on stdout
+                if stream is not None:
+                    self._tasks.append(asyncio.create_task(self._pump(stream, f"rank {c.rank}: ")))
+
+    async def _pump(self, stream: asyncio.StreamReader, prefix: str) -> None:
+        while line := await stream.readline():
+            text = prefix + line.decode("utf-8", "replace").rstrip()
+            self._stderr_tail.append(text)
+            log.info("%s", text)
+
     async def _wait_exit(self) -> None:
         if self.proc is not None:
             with contextlib.suppress(Exception):
@@ -132,7 +175,9 @@ class RunnerProcess:
         code = self.proc.returncode if self.proc else None
         detail = self.stderr_tail()
         msg = "model runner has unexpectedly stopped"
-        if code is not None and code < 0:
+        if self.dead_rank:
+            msg += f" ({self.dead_rank})"
+        elif code is not None and code < 0:
             msg += f" (signal {-code})"
         if detail:
             msg += f": {detail}"
@@ -186,10 +231,46 @@ class RunnerProcess:
 
     async def wait(self) -> int:
         assert self.proc is not None
-        return await self.proc.wait()
+        if not self.peers:
+            return await self.proc.wait()
+        # a group lives and dies together: the first rank to end ends the others
+        first = asyncio.create_task(self.proc.wait())
+        ends = {asyncio.create_task(p.wait()): (rank, host) for rank, host, p in self.peers}
+        done, _ = await asyncio.wait([first, *ends], return_when=asyncio.FIRST_COMPLETED)
+        if first not in done and not self.stopping:
+            ended = next(t for t in ends if t in done)
+            rank, host = ends[ended]
+            code = ended.result()
+            self.dead_rank = f"rank {rank} on {host} " + (f"was killed by signal {-code}" if code < 0
+                                                        else f"exited with code {code}")
+            log.error("model runner %s", self.dead_rank)
+            # rank 0 may notice first and fail its requests with its own error line; it may also
+            # hang in a collective that never returns: then ending it fails them with dead_rank
+            await asyncio.wait([first], timeout=1.5)
+        if not self.stopping:  # stop() ends them itself
+            await self._end_all(grace=0.5)
+        code0 = await first
+        for task in ends:
+            task.cancel()
+        return code0
+
+    async def _end_all(self, grace: float) -> None:
+        procs = [p for p in (self.proc, *(p for _, _, p in self.peers)) if p is not None and p.returncode is None]
+        for p in procs:
+            with contextlib.suppress(ProcessLookupError):
+                p.send_signal(signal.SIGTERM)
+        _, pending = await asyncio.wait([asyncio.create_task(p.wait()) for p in procs], timeout=grace)
+        for p in procs:
+            if p.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    p.kill()
+        for task in pending:
+            await task
 
     async def stop(self, grace: float = 5.0) -> None:
         self.stopping = True
+        if self.peers:
+            await self._end_all(grace)
         if self.proc is not None and self.proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.send_signal(signal.SIGTERM)
@@ -205,7 +286,8 @@ class RunnerProcess:
             t.cancel()
         with contextlib.suppress(OSError):
             Path(self.socket).unlink(missing_ok=True)
-            (Path(self._dir) / "spec.json").unlink(missing_ok=True)
+            for name in ("spec.json", "ring-hostfile.json", "mpi-hostfile"):
+                (Path(self._dir) / name).unlink(missing_ok=True)
             os.rmdir(self._dir)
 
 

@@ -136,20 +136,23 @@ class MLXEngine:
         except queue.Empty:
             return
         while True:
-            if cmd == "submit":
-                try:
-                    self._admit(arg)
-                except Exception as exc:
-                    log.exception("could not start a sequence")
-                    arg.emit({"error": str(exc), "status": 400 if isinstance(exc, ValueError) else 500})
-            elif cmd == "cancel":
-                seq = self._by_rid.get(arg)
-                if seq is not None:
-                    self._remove(seq, keep_cache=False)
+            self._apply(cmd, arg)
             try:
                 cmd, arg = self._inbox.get_nowait()
             except queue.Empty:
                 return
+
+    def _apply(self, cmd: str, arg: Any) -> None:
+        if cmd == "submit":
+            try:
+                self._admit(arg)
+            except Exception as exc:
+                log.exception("could not start a sequence")
+                arg.emit({"error": str(exc), "status": 400 if isinstance(exc, ValueError) else 500})
+        elif cmd == "cancel":
+            seq = self._by_rid.get(arg)
+            if seq is not None:
+                self._remove(seq, keep_cache=False)
 
     def _prompt_tokens(self, req: CompletionRequest) -> list[int]:
         if req.tokens is not None:

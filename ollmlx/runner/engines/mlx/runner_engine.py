@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from typing import Any
 
 from ollmlx.runner.engine_api import Emit, EngineError
 from ollmlx.runner.engines.mlx import host
+from ollmlx.runner.engines.mlx.distributed import RankGroup, exit_soon, lead
 from ollmlx.runner.engines.mlx.embed import (
     EmbedEngine,
     decoder_embedder,
@@ -16,6 +18,7 @@ from ollmlx.runner.engines.mlx.embed import (
 )
 from ollmlx.runner.engines.mlx.engine import MLXEngine
 from ollmlx.runner.engines.mlx.loader import load
+from ollmlx.runner.engines.mlx.lockstep import LockstepEngine
 from ollmlx.runner.engines.mlx.vision import VisionEngine, is_vision_spec, load_vision
 from ollmlx.runner.protocol import (
     CompletionRequest,
@@ -29,12 +32,15 @@ log = logging.getLogger("ollmlx.runner.mlx")
 
 
 class MLXRunnerEngine:
-    def __init__(self, spec: ModelSpec, num_ctx: int, parallel: int) -> None:
+    def __init__(self, spec: ModelSpec, num_ctx: int, parallel: int, group: RankGroup | None = None) -> None:
         self.spec = spec
         self.embedder: EmbedEngine | None = None
         self.engine: MLXEngine | None = None
         self.vision: VisionEngine | None = None
         self._embed_lock = threading.Lock()
+        self.ranks: list[dict[str, Any]] = []  # the group's ranks when the model is split across them
+        if group is not None and self._start_split(group, num_ctx, parallel):
+            return
         if is_embedding_spec(spec):  # an embedding model: no generation engine at all
             self.embedder = load_embedding_model(spec, num_ctx)
             self.details = host.tune_for_host(self.embedder.model)
@@ -57,6 +63,22 @@ class MLXRunnerEngine:
         self.engine = MLXEngine(self.loaded, num_ctx=self.num_ctx, parallel=self.parallel)
         self.engine.start()
         log.info("mlx engine ready: %s num_ctx=%d parallel=%d %s", spec.name, self.num_ctx, self.parallel, self.details)
+
+    def _start_split(self, group: RankGroup, num_ctx: int, parallel: int) -> bool:
+        """Rank 0 of a group (docs/distributed.md): the model split across the ranks, served by a
+        lock-step engine. False when the model is not split (embedding, vision): load it here."""
+        sharded = lead(group, self.spec, num_ctx, parallel if parallel > 0 else _default_parallel(),
+                       os.environ.get("OLLMLX_DISTRIBUTED_MODE", "auto"))
+        if sharded is None:
+            return False
+        self.loaded, self.details, self.ranks = sharded.loaded, sharded.details, sharded.ranks
+        self.num_ctx, self.parallel = sharded.num_ctx, sharded.parallel
+        self.engine = LockstepEngine(self.loaded, group, num_ctx=self.num_ctx, parallel=self.parallel,
+                                     on_lost=exit_soon("a rank of the group is gone"))
+        self.engine.start()
+        log.info("mlx engine ready on %d ranks: %s num_ctx=%d parallel=%d %s", group.size, self.spec.name,
+                 self.num_ctx, self.parallel, [r["role"] for r in self.ranks])
+        return True
 
     def _generator(self) -> MLXEngine | VisionEngine:
         if self.vision is not None:
@@ -95,14 +117,17 @@ class MLXRunnerEngine:
             memory_bytes=mem,
             vram_bytes=mem if gpu else 0,
             embedding=self.engine is None and self.vision is None,
-            details={**self.details, **({"prefix_cache_hits": self.engine.cache_hits,
-                                         "prefix_cache_bytes": self.engine.prompt_cache.nbytes} if self.engine else {})},
+            details={**self.details, **({"ranks": self.ranks} if self.ranks else {}),
+                     **({"prefix_cache_hits": self.engine.cache_hits,
+                         "prefix_cache_bytes": self.engine.prompt_cache.nbytes} if self.engine else {})},
         )
 
     def _embedding(self) -> EmbedEngine:
         """The embedding engine; for a generation model it shares the loaded weights (decoder pooling)."""
         if self.vision is not None:
             raise EngineError("this model does not support embeddings", 400)
+        if self.ranks:  # its forward passes belong to the lock-step loop of the group
+            raise EngineError("embeddings are not available from a model split across ranks", 400)
         with self._embed_lock:
             if self.embedder is None:
                 self.embedder = decoder_embedder(self.loaded, self.spec, self.num_ctx)
