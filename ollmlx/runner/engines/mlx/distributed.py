@@ -100,7 +100,7 @@ class Plan:
 
     spec: ModelSpec
     num_ctx: int
-    parallel: int
+    parallel: int  # 0: rank 0 picks after loading
     mode: str  # auto | tensor | pipeline
     split: bool  # False: an embedding or vision model, served by rank 0 alone
 
@@ -162,9 +162,11 @@ def load_split(plan: Plan, group: RankGroup) -> Sharded:
     if failed:
         r = failed[0]
         raise RuntimeError(f"rank {r['rank']} ({r['host']}) could not load the model: {r['error']}")
-    # rank 0 settles the sizes that depend on the host (a GPU rank would pick other defaults)
+    # rank 0 settles the sizes that depend on the host (free memory, GPU or CPU), as one process
+    # would for the whole model (each rank holds only part of the KV cache: a safe default)
     ctx = min(plan.num_ctx, loaded.context_length) if plan.num_ctx > 0 else loaded.context_length
-    sizes = group.share({"num_ctx": ctx, "parallel": plan.parallel} if group.leader else None)
+    parallel = plan.parallel if plan.parallel > 0 else host.default_parallel(loaded.config, ctx)
+    sizes = group.share({"num_ctx": ctx, "parallel": parallel} if group.leader else None)
     details = {**details, "distributed": {"backend": group.backend, "size": group.size, "mode": ranks[0]["mode"]}}
     return Sharded(loaded, details, int(sizes["num_ctx"]), int(sizes["parallel"]), ranks)
 

@@ -67,8 +67,7 @@ class MLXRunnerEngine:
     def _start_split(self, group: RankGroup, num_ctx: int, parallel: int) -> bool:
         """Rank 0 of a group (docs/distributed.md): the model split across the ranks, served by a
         lock-step engine. False when the model is not split (embedding, vision): load it here."""
-        sharded = lead(group, self.spec, num_ctx, parallel if parallel > 0 else _default_parallel(),
-                       os.environ.get("OLLMLX_DISTRIBUTED_MODE", "auto"))
+        sharded = lead(group, self.spec, num_ctx, parallel, os.environ.get("OLLMLX_DISTRIBUTED_MODE", "auto"))
         if sharded is None:
             return False
         self.loaded, self.details, self.ranks = sharded.loaded, sharded.details, sharded.ranks
