@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
+import os
+import platform
+import sys
+from pathlib import Path
 from typing import Any
 
 from ollmlx import config
@@ -18,10 +24,35 @@ def choose_engine(model: Model) -> str:
     `engine` parameter, then the default for this host (see docs/supported-models.md)."""
     if model.format != "gguf":
         return "mlx"
+    # `engine` is no Ollama option: merge_options drops it from the options, so read the params layer
     forced = config.engine_override() or model.params.get("engine")
     if isinstance(forced, str) and forced in ENGINES:
         return forced
-    return "mlx"
+    if model.adapter_paths or model.projector_paths:
+        return "mlx"  # the llamacpp engine loads neither adapters nor vision projectors
+    return default_gguf_engine()
+
+
+def default_gguf_engine() -> str:
+    """mlx where it runs on a GPU (Metal on macOS arm64, a CUDA build with an NVIDIA driver);
+    elsewhere llama.cpp, measured 5-11x faster than mlx on CPU (docs/supported-models.md).
+    Decided from package metadata and the platform: the server never imports an engine."""
+    if sys.platform == "darwin" and platform.machine() == "arm64":
+        return "mlx"
+    if os.environ.get("OLLMLX_MLX_DEVICE") == "gpu" or (_installed("mlx-cuda-12", "mlx-cuda-13")
+                                                          and Path("/proc/driver/nvidia/version").exists()):
+        return "mlx"
+    return "llamacpp" if importlib.util.find_spec("llama_cpp") is not None else "mlx"
+
+
+def _installed(*dists: str) -> bool:
+    for name in dists:
+        try:
+            importlib.metadata.distribution(name)
+            return True
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return False
 
 
 def model_spec(model: Model) -> ModelSpec:

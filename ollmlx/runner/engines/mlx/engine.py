@@ -19,6 +19,7 @@ import mlx.core as mx
 from mlx_lm.generate import BatchGenerator
 from mlx_lm.models.cache import LRUPromptCache, can_trim_prompt_cache, trim_prompt_cache
 
+from ollmlx.runner.context_window import fit_prompt
 from ollmlx.runner.engines.mlx.constrained import GrammarProcessor, Grammars
 from ollmlx.runner.engines.mlx.loader import LoadedModel
 from ollmlx.runner.engines.mlx.sampling import make_processors, make_sampler
@@ -27,10 +28,6 @@ from ollmlx.runner.stops import StopMatcher
 
 log = logging.getLogger("ollmlx.runner.mlx")
 Emit = Callable[[dict[str, Any]], None]
-PROMPT_TOO_LONG = (
-    "the prompt is longer than the context length currently available to the model; shorten the "
-    "prompt, adjust the context length in settings, or use a model with a longer context length"
-)
 
 
 @dataclass
@@ -164,19 +161,7 @@ class MLXEngine:
         if not tokens:
             bos = self.tok.bos_token_id
             tokens = [bos if bos is not None else next(iter(self.tok.eos_token_ids), 0)]
-        limit = self.num_ctx - 1
-        if len(tokens) > limit:
-            if not (req.truncate and req.shift):
-                raise ValueError(PROMPT_TOO_LONG)
-            # keep num_keep tokens and the newest part, dropping whole half-context blocks
-            # (llama.cpp's server rule, which Ollama's runners follow)
-            keep = max(0, min(req.options.num_keep, limit // 2))
-            block = max(1, (self.num_ctx - keep) // 2)
-            erased = ((len(tokens) - keep - block) // block) * block
-            tokens = tokens[:keep] + tokens[keep + erased:]
-            if len(tokens) > limit:
-                tokens = tokens[:keep] + tokens[len(tokens) - (limit - keep):]
-        return tokens
+        return fit_prompt(tokens, self.num_ctx, req.options.num_keep, truncate=req.truncate and req.shift)
 
     def _admit(self, seq: _Seq) -> None:
         assert self._gen is not None
