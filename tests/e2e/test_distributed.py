@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import pytest
 
-from helpers import Server, create_smollm2, running_server
+from helpers import Server, create_smollm2, minilm_dir, running_server
 
 pytestmark = pytest.mark.slow
 SMOL, TINY = "smollm2:135m", "tiny-llama"
@@ -185,6 +185,23 @@ def test_a_killed_rank_fails_the_stream_and_the_next_request_restarts_the_group(
     assert text(generate(group, *case)) == single["expected"][case]
     new = ranks_of(group, SMOL)
     assert len(new) == 2 and not {r["pid"] for r in new} & {r["pid"] for r in old}
+
+
+def test_embeddings_with_a_hostfile(single: dict[str, Any], group: Server) -> None:
+    # an embedding model is not split: rank 0 serves it while rank 1 idles (spec §5 /api/embed)
+    (single["tmp"] / "Modelfile.minilm").write_text(f"FROM {minilm_dir()}\n")
+    r = group.cli("create", "all-minilm", "-f", str(single["tmp"] / "Modelfile.minilm"))
+    assert r.returncode == 0, r.stderr
+    before = set(group.runners())
+    body = httpx.post(group.url + "/api/embed", json={"model": "all-minilm", "input": ["a", "b"]}, timeout=300)
+    assert body.status_code == 200, body.text
+    assert len(body.json()["embeddings"]) == 2 and len(body.json()["embeddings"][0]) == 384
+    assert len(set(group.runners()) - before) == 2  # its group: rank 0 and an idle rank 1
+    entry = next(m for m in httpx.get(group.url + "/api/ps").json()["models"] if m["name"].startswith("all-minilm"))
+    assert "ranks" not in entry
+    # a generation model split across ranks does not embed: its forward passes are the group's
+    r = httpx.post(group.url + "/api/embed", json={"model": SMOL, "input": "x"}, timeout=300)
+    assert r.status_code == 400 and "split across ranks" in r.json()["error"]
 
 
 def test_serve_checks_the_hostfile_flag(tmp_path: Path) -> None:
