@@ -115,7 +115,20 @@ def _blocks(content: Any) -> list[dict[str, Any]]:
     for block in content:
         if not isinstance(block, dict):
             raise BadRequest(f"json: cannot unmarshal {go_kind(block)} into Go value of type anthropic.ContentBlock")
+        for field, (kind, go_type) in BLOCK_FIELDS.items():
+            value = block.get(field)
+            if value is not None and not isinstance(value, kind):
+                raise BadRequest(f"json: cannot unmarshal {go_kind(value)} into Go struct field "
+                                 f"ContentBlock.messages.content.{field} of type {go_type}")
     return content
+
+
+# typed fields of Ollama's anthropic.ContentBlock (the rest are `any`)
+BLOCK_FIELDS: dict[str, tuple[type | tuple[type, ...], str]] = {
+    "type": (str, "string"), "text": (str, "string"), "id": (str, "string"), "name": (str, "string"),
+    "tool_use_id": (str, "string"), "thinking": (str, "string"), "signature": (str, "string"),
+    "is_error": (bool, "bool"), "input": (dict, "api.ToolCallFunctionArguments"), "source": (dict, "anthropic.ImageSource"),
+}
 
 
 def _message(msg: MessageParam) -> list[dict[str, Any]]:

@@ -239,6 +239,21 @@ def test_anthropic_bad_blocks() -> None:
         anth.from_messages_request(bad)
 
 
+def test_mistyped_fields_are_request_errors() -> None:
+    """Fields Go decodes into typed struct members are 400s with Go's text, never 500s."""
+    bad = messages_req(messages=[{"role": "user", "content": [{"type": "text", "text": 5}]}])
+    with pytest.raises(BadRequest, match=r"^json: cannot unmarshal number into Go struct field ContentBlock\.messages\.content\.text of type string$"):
+        anth.from_messages_request(bad)
+    bad = messages_req(messages=[{"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "f", "input": [1]}]}])
+    with pytest.raises(BadRequest, match=r"content\.input of type api\.ToolCallFunctionArguments$"):
+        anth.from_messages_request(bad)
+    body = b'{"model":"m","input":[{"type":"function_call","call_id":"c","name":"f","arguments":"[1]"}]}'
+    with pytest.raises(BadRequest, match=r"^failed to parse function call arguments: json: cannot unmarshal array"):
+        resp.from_responses_request(decode_body(body, resp.ResponsesRequest, "openai"))
+    with pytest.raises(BadRequest, match=r"Tool\.tools\.function of type api\.ToolFunction$"):
+        oai.from_chat_request(chat_req(messages=[{"role": "user", "content": "x"}], tools=[{"type": "function", "function": 5}]))
+
+
 def test_anthropic_response_and_stream_with_tool_use() -> None:
     out = anth.to_messages_response("msg_1", chunk("Let me check.", done=True, calls=[CALL]))
     assert out["stop_reason"] == "tool_use"
