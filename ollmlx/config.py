@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 DEFAULT_PORT = 11434
 
@@ -24,7 +24,7 @@ def _bool(name: str, default: bool = False) -> bool:
     value = _raw(name)
     if value is None or value == "":
         return default
-    return value.lower() not in ("0", "f", "false")
+    return value not in ("0", "f", "F", "false", "FALSE", "False")  # strconv.ParseBool's false spellings
 
 
 def _int(name: str, default: int) -> int:
@@ -56,29 +56,49 @@ class HostAddress:
         return HostAddress(self.scheme, host, self.port, self.path).url
 
 
+def _split_host_port(hostport: str) -> tuple[str, str] | None:
+    """Go's net.SplitHostPort: None when there is no port or the brackets/colons are wrong."""
+    if hostport.startswith("["):
+        end = hostport.find("]")
+        if end < 0 or hostport[end + 1:end + 2] != ":" or ":" in hostport[end + 2:]:
+            return None
+        return hostport[1:end], hostport[end + 2:]
+    host, sep, port = hostport.rpartition(":")
+    if not sep or ":" in host or "[" in host or "]" in host:
+        return None
+    return host, port
+
+
 def parse_host(value: str | None) -> HostAddress:
-    """OLLAMA_HOST parsing rules (spec §22)."""
-    value = (value or "").strip().strip("\"'").strip()
-    if not value:
-        return HostAddress("http", "127.0.0.1", DEFAULT_PORT)
-    scheme, sep, rest = value.partition("://")
+    """OLLAMA_HOST as envconfig.Host() reads it (spec §22): an optional scheme (`ollama.com` alone
+    means https on 443); without a port 11434, or 80/443 for http://, https://; a path is kept; a
+    host:port that does not split becomes 127.0.0.1 (or the bare IP/name given) with the default
+    port; an invalid port becomes the default. An empty host (":8080") binds every interface."""
+    text = (value or "").strip().strip("\"'").strip()
+    scheme, sep, hostport = text.partition("://")
+    default_port = DEFAULT_PORT
     if not sep:
-        scheme, rest = "http", value
-        default_port = DEFAULT_PORT
-        if rest.split(":")[0] == "ollama.com":
-            scheme, default_port = "https", 443
+        scheme, hostport = "http", text
+        if text == "ollama.com":
+            scheme, hostport = "https", "ollama.com:443"
+    elif scheme == "http":
+        default_port = 80
+    elif scheme == "https":
+        default_port = 443
+    hostport, _, path = hostport.partition("/")
+    split = _split_host_port(hostport)
+    if split is None:
+        host, port_text = "127.0.0.1", str(default_port)
+        bare = hostport.strip("[]")
+        try:
+            host = str(ipaddress.ip_address(bare))
+        except ValueError:
+            if hostport:
+                host = hostport
     else:
-        default_port = {"http": 80, "https": 443}.get(scheme, DEFAULT_PORT)
-    parts = urlsplit(f"{scheme}://{rest}")
-    try:
-        host = parts.hostname or ""
-        port = parts.port or default_port
-    except ValueError:  # an invalid port falls back to the default
-        host = (parts.netloc.rsplit(":", 1)[0] or "127.0.0.1").strip("[]")
-        port = default_port
-    if not host:
-        host = "127.0.0.1"
-    return HostAddress(scheme, host, port, parts.path.rstrip("/"))
+        host, port_text = split
+    port = int(port_text) if port_text.isascii() and port_text.isdigit() and int(port_text) <= 65535 else default_port
+    return HostAddress(scheme, host, port, ("/" + path).rstrip("/") if path else "")
 
 
 def host() -> HostAddress:
@@ -145,6 +165,11 @@ def origins() -> list[str]:
 
 def noprune() -> bool:
     return _bool("NOPRUNE")
+
+
+def no_cloud() -> bool:
+    """OLLAMA_NO_CLOUD (spec §22): cloud models off (ollmlx has none; /api/status reports it)."""
+    return _bool("NO_CLOUD")
 
 
 def nohistory() -> bool:

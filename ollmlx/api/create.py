@@ -44,20 +44,25 @@ async def post_blob(request: Request, digest: str) -> Response:
 
 
 def _spec(req: CreateRequest) -> CreateSpec:
-    for files in (req.files or {}, req.adapters or {}):
+    for files in (req.files or {}, req.draft_files or {}, req.adapters or {}):
         for fname, digest in files.items():
             check_relative(fname)
             if not digest:
                 raise BadRequest("invalid digest format")
             normalize_digest(digest)
+    if req.draft_quantize and not req.draft_files:
+        raise BadRequest("--draft-quantize requires a DRAFT model")
     name = parse_name(req.target)
     if not req.target or not name.is_valid():
         raise InvalidModelName()
+    if not req.from_ and req.files is not None and not req.files:
+        raise BadRequest("unknown type")  # `files: {}` is a files create with nothing to detect
     return CreateSpec(
         name=name, from_=req.from_ or None, files=dict(req.files or {}), adapters=dict(req.adapters or {}),
         template=req.template or None, system=req.system or None, license=req.license,
         parameters=req.parameters, messages=[m.wire() for m in req.messages] if req.messages else None,
         quantize=(req.quantize or req.quantization) or None, convert=req.convert or None,
+        renderer=req.renderer or None, parser=req.parser or None, requires=req.requires or None,
     )
 
 

@@ -99,5 +99,8 @@ async def copy(request: Request) -> Response:
     entry = svc.store.entry(src)
     if entry is None:
         raise NotFound(f'model "{req.source}" not found')
-    await asyncio.to_thread(svc.store.write_manifest, dst, entry.manifest)
+    # CopyModel copies the manifest file's bytes (same digest); blobs are shared. A destination
+    # matching a stored name case-insensitively takes that name's casing (getExistingName).
+    target = svc.store.manifests.resolve(dst) or dst
+    await asyncio.to_thread(svc.store.write_manifest_bytes, target, entry.path.read_bytes())
     return Response(status_code=200)

@@ -48,18 +48,19 @@ class Message(GoModel):
         return out
 
 
-_COMMON_TYPES = {
-    "model": "string", "stream": "bool", "raw": "bool", "prompt": "string", "suffix": "string",
-    "system": "string", "template": "string", "context": "[]int", "images": "[]api.ImageData",
-    "options": "map[string]interface {}", "truncate": "bool", "shift": "bool", "logprobs": "bool",
-    "top_logprobs": "int", "messages": "[]api.Message", "tools": "api.Tools",
-    "_debug_render_only": "bool",
+_INFERENCE_TYPES = {
+    "model": "string", "stream": "*bool", "format": "json.RawMessage", "keep_alive": "*api.Duration",
+    "options": "map[string]interface {}", "think": "*api.ThinkValue", "truncate": "*bool", "shift": "*bool",
+    "_debug_render_only": "bool", "logprobs": "bool", "top_logprobs": "int",
 }
+_GENERATE_TYPES = {**_INFERENCE_TYPES, "prompt": "string", "suffix": "string", "system": "string",
+                   "template": "string", "context": "[]int", "raw": "bool", "images": "[]api.ImageData"}
+_CHAT_TYPES = {**_INFERENCE_TYPES, "messages": "[]api.Message", "tools": "api.Tools"}
 
 
 class GenerateRequest(GoModel):
     GO_NAME = "GenerateRequest"
-    GO_TYPES = _COMMON_TYPES
+    GO_TYPES = _GENERATE_TYPES
     model: StrictStr = ""
     prompt: StrictStr = ""
     suffix: StrictStr = ""
@@ -82,7 +83,7 @@ class GenerateRequest(GoModel):
 
 class ChatRequest(GoModel):
     GO_NAME = "ChatRequest"
-    GO_TYPES = _COMMON_TYPES
+    GO_TYPES = _CHAT_TYPES
     model: StrictStr = ""
     messages: list[Message] | None = None
     tools: list[dict[str, Any]] | None = None
@@ -102,8 +103,8 @@ class NameRequest(GoModel):
     """show / delete / pull / push: `model`, or the deprecated `name`."""
 
     GO_NAME = "ShowRequest"
-    GO_TYPES = {"model": "string", "name": "string", "verbose": "bool", "system": "string",
-                "insecure": "bool", "stream": "bool"}
+    GO_TYPES = {"model": "string", "name": "string", "verbose": "bool", "system": "string", "template": "string",
+                "options": "map[string]interface {}", "insecure": "bool", "stream": "*bool"}
     model: StrictStr = ""
     name: StrictStr = ""
     verbose: StrictBool = False
@@ -128,8 +129,10 @@ class CreateRequest(GoModel):
     GO_NAME = "CreateRequest"
     GO_TYPES = {"model": "string", "name": "string", "from": "string", "files": "map[string]string",
                 "adapters": "map[string]string", "template": "string", "system": "string",
-                "parameters": "map[string]interface {}", "messages": "[]api.Message", "stream": "bool",
-                "quantize": "string", "quantization": "string"}
+                "parameters": "map[string]interface {}", "messages": "[]api.Message", "stream": "*bool",
+                "quantize": "string", "quantization": "string", "license": "interface {}", "renderer": "string",
+                "parser": "string", "requires": "string", "draft_quantize": "string", "remote_host": "string",
+                "draft_files": "map[string]string", "info": "map[string]interface {}", "convert": "string"}
     model: StrictStr = ""
     name: StrictStr = ""
     from_: StrictStr = Field("", alias="from")
@@ -145,6 +148,9 @@ class CreateRequest(GoModel):
     quantization: StrictStr = ""
     renderer: StrictStr = ""
     parser: StrictStr = ""
+    requires: StrictStr = ""
+    draft_files: dict[str, StrictStr] | None = None
+    draft_quantize: StrictStr = ""
     convert: StrictStr = ""  # ollmlx: "mlx" stores a GGUF model as an MLX model
 
     @property
@@ -156,8 +162,8 @@ class EmbedRequest(GoModel):
     """POST /api/embed (spec §4): `input` is a string or a list of strings, checked by the service."""
 
     GO_NAME = "EmbedRequest"
-    GO_TYPES = {"model": "string", "input": "interface {}", "truncate": "bool", "dimensions": "int",
-                "options": "map[string]interface {}"}
+    GO_TYPES = {"model": "string", "input": "interface {}", "truncate": "*bool", "dimensions": "int",
+                "keep_alive": "*api.Duration", "options": "map[string]interface {}"}
     model: StrictStr = ""
     input: Any = None
     truncate: StrictBool | None = None
@@ -170,7 +176,8 @@ class EmbeddingsRequest(GoModel):
     """POST /api/embeddings, the legacy single-prompt route (spec §5)."""
 
     GO_NAME = "EmbeddingRequest"
-    GO_TYPES = {"model": "string", "prompt": "string", "options": "map[string]interface {}"}
+    GO_TYPES = {"model": "string", "prompt": "string", "keep_alive": "*api.Duration",
+                "options": "map[string]interface {}"}
     model: StrictStr = ""
     prompt: StrictStr = ""
     keep_alive: Any = None

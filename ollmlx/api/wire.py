@@ -1,14 +1,25 @@
-"""Request decoding with Go encoding/json's error texts, and Ollama's timestamp formats."""
+"""Request decoding with Go encoding/json's rules and error texts (gojson.py), and Ollama's
+timestamp formats."""
 
 from __future__ import annotations
 
 import datetime
-import json
 import time
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
+from ollmlx.api.gojson import (
+    EmptyBody,
+    GoDecodeError,
+    GoSyntaxError,
+    StructType,
+    decode_body,
+    json_kind,
+    parse_value,
+    plain,
+    scan,
+)
 from ollmlx.api.schemas import GoModel
 from ollmlx.errors import BadRequest
 
@@ -16,66 +27,38 @@ T = TypeVar("T", bound=GoModel)
 
 
 def _json_type(value: Any) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return "null"
-
-
-def go_syntax_error(body: str, exc: json.JSONDecodeError) -> str:
-    """Approximate Go's *json.SyntaxError text from where Python's decoder stopped."""
-    pos = exc.pos
-    rest = body[pos:].lstrip()
-    if not rest or (exc.msg.startswith(("Unterminated string", "Expecting value: line")) and not rest):
-        return "unexpected end of JSON input"
-    ch = rest[0]
-    shown = "'\\''" if ch == "'" else f"'{ch}'"
-    if exc.msg.startswith("Expecting value"):
-        return f"invalid character {shown} looking for beginning of value"
-    if exc.msg.startswith("Expecting property name"):
-        return f"invalid character {shown} looking for beginning of object key string"
-    if exc.msg.startswith("Expecting ':'"):
-        return f"invalid character {shown} after object key"
-    if exc.msg.startswith("Expecting ',' delimiter"):
-        where = "object key:value pair" if body[:pos].rstrip().rfind("{") > body[:pos].rstrip().rfind("[") else "array element"
-        return f"invalid character {shown} after {where}"
-    if exc.msg.startswith("Extra data"):
-        return f"invalid character {shown} after top-level value"
-    if exc.msg.startswith("Unterminated string"):
-        return "unexpected end of JSON input"
-    if exc.msg.startswith("Invalid control character"):
-        return "invalid character " + repr(ch) + " in string literal"
-    return f"invalid character {shown} looking for beginning of value"
+    return json_kind(value)
 
 
 def parse_json(body: bytes) -> Any:
-    if not body.strip():
-        raise BadRequest("missing request body")
-    text = body.decode("utf-8", "replace")
+    """The first JSON value of a body, with Go's syntax errors (json.Decoder semantics)."""
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        if not text[exc.pos:].strip():
-            raise BadRequest("unexpected EOF") from exc
-        raise BadRequest(go_syntax_error(text, exc)) from exc
+        raw = scan(body)
+    except GoSyntaxError as exc:
+        raise BadRequest(str(exc)) from None
+    if raw is None:
+        raise BadRequest("missing request body")
+    return plain(parse_value(raw))
+
+
+def struct_type(model: type[GoModel]) -> StructType:
+    """The Go struct a wire model stands for: GO_TYPES, and every other field as `interface {}`."""
+    fields = {name: "interface {}" for name in (f.alias or n for n, f in model.model_fields.items())}
+    fields.update(model.GO_TYPES)
+    return StructType(f"{getattr(model, 'GO_PACKAGE', 'api')}.{model.GO_NAME}", fields)
 
 
 def decode(body: bytes, model: type[T]) -> T:
-    data = parse_json(body)
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise BadRequest(f"json: cannot unmarshal {_json_type(data)} into Go value of type api.{model.GO_NAME}")
+    """ShouldBindJSON: Go's decoding rules and error texts (ollmlx/api/gojson.py), then the model."""
+    try:
+        data = decode_body(body, struct_type(model))
+    except EmptyBody:
+        raise BadRequest("missing request body") from None
+    except GoDecodeError as exc:
+        raise BadRequest(str(exc)) from None
     try:
         return model.model_validate(data)
-    except ValidationError as exc:
+    except ValidationError as exc:  # a field type the Go table does not describe
         err = exc.errors()[0]
         loc = [str(x) for x in err.get("loc", ())]
         field = loc[0] if loc else ""

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from ollmlx import __version__, config
+from ollmlx import OLLAMA_API_VERSION, config
 from ollmlx.cli.client import CONNECT_ERROR, APIError, Client
 
 
@@ -226,8 +226,8 @@ def version(client: Client) -> int:
         server = ""
     if server:
         print(f"ollmlx version is {server}")
-    if server != __version__:
-        print(f"Warning: client version is {__version__}")
+    if server != OLLAMA_API_VERSION:
+        print(f"Warning: client version is {OLLAMA_API_VERSION}")
     return 0
 
 

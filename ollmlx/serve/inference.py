@@ -3,26 +3,37 @@ build the prompt, run it on a runner, and produce Ollama's response chunks with 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from ollmlx.api.schemas import ChatRequest, GenerateRequest
 from ollmlx.api.wire import rfc3339nano
 from ollmlx.durations import GoDurationError, KeepAliveError, parse_keep_alive
-from ollmlx.errors import BadRequest, InvalidModelName, ModelNotFound, ModelRequired, OllmlxError
+from ollmlx.errors import (
+    BadRequest,
+    InvalidModelName,
+    ModelNotFound,
+    ModelRequired,
+    OllmlxError,
+    RequestCanceled,
+    RunnerError,
+)
 from ollmlx.options import OptionTypeError, default_options, merge_options
 from ollmlx.runner.protocol import CompletionRequest, SamplingOptions
-from ollmlx.sched.scheduler import Scheduler
+from ollmlx.sched.scheduler import Loaded, Scheduler
 from ollmlx.serve import prompt as prompts
 from ollmlx.serve.capabilities import capabilities, chat_template_of
 from ollmlx.serve.loading import load_request
 from ollmlx.serve.parsers import Delta, OutputParser, build_output_parser
 from ollmlx.serve.parsers.thinking import strip_thinking
+from ollmlx.serve.truncate import IMAGE_TOKENS, Fitted, fit_messages
 from ollmlx.store.names import parse_name
 from ollmlx.store.store import Model, Store
+from ollmlx.text import ollama_template
 
 log = logging.getLogger("ollmlx.serve")
 THINK_LEVELS = ("high", "medium", "low", "max")
@@ -98,10 +109,21 @@ def sampling(opts: dict[str, Any]) -> SamplingOptions:
     return SamplingOptions(**{k: opts[k] for k in SamplingOptions.model_fields if k in opts and opts[k] is not None})
 
 
+class RunObserver(Protocol):
+    """Where per-request figures go (the /metrics registry, ollmlx/api/metrics.py)."""
+
+    def first_token(self, model: str, seconds: float) -> None: ...
+
+    def token_gap_observer(self, model: str) -> Callable[[float], None]: ...
+
+    def finished(self, model: str, prompt_tokens: int, eval_tokens: int) -> None: ...
+
+
 class Inference:
     def __init__(self, store: Store, scheduler: Scheduler) -> None:
         self.store = store
         self.scheduler = scheduler
+        self.observer: RunObserver | None = None
 
     def resolve(self, name: str, *, chat: bool) -> Model:
         if not name:
@@ -119,140 +141,243 @@ class Inference:
         except OptionTypeError as exc:
             raise OptionError(str(exc)) from exc
 
-    async def _load_or_unload(self, model: Model, keep_alive: float | None, opts: dict[str, Any],
-                              req_model: str, t0: float) -> dict[str, Any]:
-        if keep_alive is not None and keep_alive == 0:
-            await self.scheduler.unload_key(model.digest)
-            return {"model": req_model, "created_at": rfc3339nano(), "done": True, "done_reason": "unload"}
-        loaded = await self.scheduler.acquire(load_request(model, opts), keep_alive)
-        self.scheduler.release(loaded)
-        return {"model": req_model, "created_at": rfc3339nano(), "done": True, "done_reason": "load"}
-
     async def _run(self, model: Model, opts: dict[str, Any], keep_alive: float | None, creq: CompletionRequest,
-                   t0: float) -> AsyncIterator[dict[str, Any]]:
-        """Yields the runner's chunks, the last one extended with Ollama's durations."""
-        loaded = await self.scheduler.acquire(load_request(model, opts), keep_alive)
-        load_duration = time.perf_counter() - t0
+                   t0: float, kind: str = "generate",
+                   held: tuple[Loaded, float] | None = None) -> AsyncIterator[dict[str, Any]]:
+        """Yields the runner's chunks, the last one extended with Ollama's durations, and logs one
+        INFO line saying what became of the request (per-chunk work: one clock read, one observe).
+        `held`: a runner the caller acquired (and releases) with its load duration."""
+        name = model.name.display_shortest()
+        log.debug("%s request model=%s options=%s prompt=%r", kind, name, creq.options.model_dump(exclude_none=True),
+                  creq.prompt[:4000])
+        loaded = None
+        ttft: float | None = None
+        load_duration = 0.0
+        done: dict[str, Any] = {}
+        ended = "error"
         try:
-            async for chunk in loaded.runner.completion(creq):
-                if chunk.get("done"):
-                    chunk["total_duration"] = int((time.perf_counter() - t0) * 1e9)
-                    chunk["load_duration"] = int(load_duration * 1e9)
-                yield chunk
+            if held is not None:
+                loaded, load_duration = held
+            else:
+                loaded = await self.scheduler.acquire(load_request(model, opts), keep_alive)
+                load_duration = time.perf_counter() - t0
+            gap = self.observer.token_gap_observer(name) if self.observer else None
+            last = 0.0
+            try:
+                async for chunk in loaded.runner.completion(creq):
+                    now = time.perf_counter()
+                    if ttft is None:
+                        ttft = now - t0
+                        if self.observer:
+                            self.observer.first_token(name, ttft)
+                    elif gap is not None:
+                        gap(now - last)
+                    last = now
+                    if chunk.get("done"):
+                        chunk["total_duration"] = int((now - t0) * 1e9)
+                        chunk["load_duration"] = int(load_duration * 1e9)
+                        done = chunk
+                    yield chunk
+            finally:
+                if held is None:
+                    self.scheduler.release(loaded)
+            ended = str(done.get("done_reason") or "stop")
+        except (asyncio.CancelledError, GeneratorExit, RequestCanceled):
+            ended = "canceled"
+            raise
+        except RunnerError as exc:
+            ended = f"error: {exc.message}"
+            if getattr(self.scheduler, "closing", False):
+                raise RunnerError("the server is shutting down") from exc
+            raise
+        except OllmlxError as exc:
+            ended = f"error {exc.status}: {exc.message}"
+            raise
         finally:
-            self.scheduler.release(loaded)
+            prompt_tokens, eval_tokens = int(done.get("prompt_eval_count") or 0), int(done.get("eval_count") or 0)
+            if self.observer:
+                self.observer.finished(name, prompt_tokens, eval_tokens)
+            log.info("%s model=%s engine=%s runner_pid=%s prompt_tokens=%d eval_tokens=%d load=%.3fs ttft=%s "
+                     "total=%.3fs ended=%s", kind, name, loaded.req.engine if loaded else "-",
+                     loaded.runner.pid if loaded else "-", prompt_tokens, eval_tokens, load_duration,
+                     f"{ttft:.3f}s" if ttft is not None else "-", time.perf_counter() - t0, ended)
 
     # -- /api/generate ---------------------------------------------------------------------
     async def generate(self, req: GenerateRequest) -> AsyncIterator[dict[str, Any]]:
+        """GenerateHandler's order of checks: top_logprobs, the model, unload, raw, think,
+        capabilities, options; then the model is loaded before the prompt is built (spec §2)."""
         t0 = time.perf_counter()
-        model = self.resolve(req.model, chat=False)
-        keep_alive = keep_alive_of(req.keep_alive)
-        caps = capabilities(model)
-        opts = self.options(model, req.options)
-        if not req.prompt and not req.suffix and not req.debug_render_only and keep_alive == 0:
-            status = await self._load_or_unload(model, keep_alive, opts, req.model, t0)
-            yield {**status, "response": ""}
-            return
-        if "completion" not in caps:
-            raise BadRequest(f'"{req.model}" does not support generate')
-        if req.raw and (req.template or req.system or req.context):
-            raise BadRequest("raw mode does not support template, system, or context")
         if not 0 <= req.top_logprobs <= 20:
             raise BadRequest("top_logprobs must be between 0 and 20")
+        model = self.resolve(req.model, chat=False)
+        await asyncio.to_thread(getattr, model, "gguf")  # a first metadata read takes seconds: off the loop
+        keep_alive = keep_alive_of(req.keep_alive)
+        if not req.prompt and keep_alive == 0:  # unload, before any capability check
+            await self.scheduler.unload_key(model.digest)
+            yield {"model": req.model, "created_at": rfc3339nano(), "response": "", "done": True,
+                   "done_reason": "unload"}
+            return
+        caps = capabilities(model)
+        if req.raw and (req.template or req.system or req.context):
+            raise BadRequest("raw mode does not support template, system, or context")
         think = parse_think(req.think)
         if think.value and "thinking" not in caps:
             raise BadRequest(f'"{req.model}" does not support thinking')
         think, think_set = default_think(think, caps)
-        if not req.prompt and not req.suffix and not req.debug_render_only:
-            status = await self._load_or_unload(model, keep_alive, opts, req.model, t0)
-            yield {**status, "response": ""}
-            return
-
-        if req.raw:
-            text = req.prompt
-        elif req.suffix:
-            if "insert" not in caps:
-                raise BadRequest(f"{model.name.display_long()} does not support insert")
-            text = prompts.render_fim(model, req.prompt, req.suffix, req.template or None)
-        else:
-            msgs: list[dict[str, Any]] = []
-            system = req.system or model.system
-            if system:
-                msgs.append({"role": "system", "content": system})
-            if not req.context:
-                msgs.extend(m for m in model.messages if isinstance(m, dict))
-            msgs.append({"role": "user", "content": req.prompt, **({"images": req.images} if req.images else {})})
-            text = prompts.render(model, prompts.PromptRequest(
-                msgs, think=think.value, think_level=think.level, is_think_set=think_set,
-                template_override=req.template or None))
-        if req.debug_render_only:
-            yield {"model": req.model, "created_at": rfc3339nano(), "response": "", "done": False,
-                   "_debug_info": {"rendered_template": text, "image_count": len(req.images or [])}}
-            return
-        check_images(model, caps, req.images or [])
-        creq = CompletionRequest(prompt=text, options=sampling(opts), format=req.format or None,
-                                 logprobs=req.logprobs, top_logprobs=req.top_logprobs,
-                                 shift=req.shift is not False, truncate=req.truncate is not False,
-                                 return_tokens=not req.raw, images=req.images or [])
-        parser = output_parser(model, text, think, None, req.template or None)
-        if req.context:  # deprecated continuation: earlier tokens come back as text before the prompt
-            creq.prompt = await self._detokenize(model, opts, keep_alive, req.context) + text
-        async for chunk in self._run(model, opts, keep_alive, creq, t0):
-            delta = parser.feed(chunk.get("content", ""), bool(chunk.get("done"))) if parser \
-                else Delta(chunk.get("content", ""))
-            out: dict[str, Any] = {"model": req.model, "created_at": rfc3339nano(), "response": delta.content}
-            if delta.thinking:
-                out["thinking"] = delta.thinking
-            out["done"] = bool(chunk.get("done"))
-            if chunk.get("logprobs"):
-                out["logprobs"] = chunk["logprobs"]
-            if chunk.get("done"):
-                out["done_reason"] = chunk.get("done_reason", "stop")
-                if chunk.get("tokens") is not None:
-                    out["context"] = chunk["tokens"]
-                _metrics(out, chunk)
-            yield out
-
-    async def _detokenize(self, model: Model, opts: dict[str, Any], keep_alive: float | None,
-                          tokens: list[int]) -> str:
-        loaded = await self.scheduler.acquire(load_request(model, opts), keep_alive)
+        if "completion" not in caps:
+            raise BadRequest(f'"{req.model}" does not support generate')
+        if req.suffix and "insert" not in caps:
+            raise BadRequest(f"{model.name.display_long()} does not support insert")
+        opts = self.options(model, req.options)
+        loaded, load_duration = await self._acquire(model, opts, keep_alive, t0)
         try:
-            return await loaded.runner.detokenize(tokens)
+            if not req.prompt:  # load only
+                yield {"model": req.model, "created_at": rfc3339nano(), "response": "", "done": True,
+                       "done_reason": "load"}
+                return
+            text = await self._generate_prompt(model, req, loaded, opts, think, think_set)
+            if req.debug_render_only:
+                yield {"model": req.model, "created_at": rfc3339nano(), "response": "", "done": False,
+                       "_debug_info": {"rendered_template": text, "image_count": len(req.images or [])}}
+                return
+            check_images(model, caps, req.images or [])
+            creq = CompletionRequest(prompt=text, options=sampling(opts), format=req.format or None,
+                                     logprobs=req.logprobs, top_logprobs=req.top_logprobs,
+                                     shift=req.shift is not False, truncate=req.truncate is not False,
+                                     return_tokens=not req.raw, images=req.images or [])
+            parser = output_parser(model, text, think, None, req.template or None)
+            async for chunk in self._run(model, opts, keep_alive, creq, t0, held=(loaded, load_duration)):
+                delta = parser.feed(chunk.get("content", ""), bool(chunk.get("done"))) if parser \
+                    else Delta(chunk.get("content", ""))
+                out: dict[str, Any] = {"model": req.model, "created_at": rfc3339nano(), "response": delta.content}
+                if delta.thinking:
+                    out["thinking"] = delta.thinking
+                out["done"] = bool(chunk.get("done"))
+                if chunk.get("logprobs"):
+                    out["logprobs"] = chunk["logprobs"]
+                if chunk.get("done"):
+                    out["done_reason"] = chunk.get("done_reason", "stop")
+                    if chunk.get("tokens"):
+                        out["context"] = chunk["tokens"]
+                    _metrics(out, chunk)
+                yield out
         finally:
             self.scheduler.release(loaded)
 
+    async def _acquire(self, model: Model, opts: dict[str, Any], keep_alive: float | None,
+                       t0: float) -> tuple[Loaded, float]:
+        """The model's runner (loaded if need be), and the load_duration so far."""
+        try:
+            loaded = await self.scheduler.acquire(load_request(model, opts), keep_alive)
+        except (asyncio.CancelledError, OllmlxError) as exc:  # what became of a request that never ran
+            ended = ("canceled" if isinstance(exc, asyncio.CancelledError | RequestCanceled)
+                     else f"error {exc.status}: {exc.message}")
+            log.info("request model=%s engine=- runner_pid=- prompt_tokens=0 eval_tokens=0 load=%.3fs ttft=- "
+                     "total=%.3fs ended=%s", model.name.display_shortest(), time.perf_counter() - t0,
+                     time.perf_counter() - t0, ended)
+            raise
+        return loaded, time.perf_counter() - t0
+
+    def _fit_context(self, loaded: Loaded, opts: dict[str, Any]) -> int:
+        """num_ctx for prompt fitting: the request's, but no more than the runner serves."""
+        num_ctx = int(opts.get("num_ctx") or 0)
+        served = loaded.info.num_ctx if loaded.info else 0
+        return min(num_ctx, served) if num_ctx and served else (num_ctx or served)
+
+    async def _fit(self, model: Model, loaded: Loaded, opts: dict[str, Any], msgs: list[dict[str, Any]],
+                   truncate: bool, render: Callable[[list[dict[str, Any]]], str]) -> Fitted:
+        async def tokenize(text: str) -> list[int]:
+            return await loaded.runner.tokenize(text, add_special=True)
+
+        return await fit_messages(msgs, render, tokenize, self._fit_context(loaded, opts), truncate=truncate,
+                                  per_image=IMAGE_TOKENS if model.projector_paths else 0)
+
+    async def _generate_prompt(self, model: Model, req: GenerateRequest, loaded: Loaded, opts: dict[str, Any],
+                               think: Think, think_set: bool) -> str:
+        """The text sent to the runner: the prompt as is (raw); the FIM template (suffix); the
+        request `template` run on the values; else the chat-like render of system, the model's
+        MESSAGEs and the prompt, truncated to num_ctx. The deprecated `context` comes back as text
+        in front (spec §2)."""
+        if req.raw:
+            return req.prompt
+        if req.template:
+            try:
+                ollama_template.parse(req.template)
+            except ollama_template.TemplateError as exc:
+                raise prompts.TemplateRenderError(str(exc)) from exc
+        prefix = await loaded.runner.detokenize(req.context) if req.context is not None else ""
+        if req.suffix:
+            return prefix + prompts.render_fim(model, req.prompt, req.suffix, req.template or None)
+        msgs: list[dict[str, Any]] = []
+        system = req.system or model.system
+        if system:
+            msgs.append({"role": "system", "content": system})
+        if req.context is None:
+            msgs.extend(m for m in model.messages if isinstance(m, dict))
+        msgs.append({"role": "user", "content": req.prompt, **({"images": req.images} if req.images else {})})
+
+        def render(kept: list[dict[str, Any]]) -> str:
+            return prompts.render(model, prompts.PromptRequest(
+                kept, think=think.value, think_level=think.level, is_think_set=think_set,
+                template_override=req.template or None))
+
+        if req.template:  # the request's template runs directly on the values
+            return prefix + render(msgs)
+        fitted = await self._fit(model, loaded, opts, msgs, req.truncate is not False, render)
+        return prefix + fitted.prompt
+
     # -- /api/chat -------------------------------------------------------------------------
     async def chat(self, req: ChatRequest) -> AsyncIterator[dict[str, Any]]:
+        """ChatHandler's order of checks (spec §3): top_logprobs, the model, unload, think,
+        capabilities, options; the model loads, then the history is rendered and truncated."""
         t0 = time.perf_counter()
+        if not 0 <= req.top_logprobs <= 20:
+            raise BadRequest("top_logprobs must be between 0 and 20")
         model = self.resolve(req.model, chat=True)
+        await asyncio.to_thread(getattr, model, "gguf")  # a first metadata read takes seconds: off the loop
         keep_alive = keep_alive_of(req.keep_alive)
-        caps = capabilities(model)
-        opts = self.options(model, req.options)
         messages = [m.wire() for m in (req.messages or [])]
-        if not messages and keep_alive == 0:
-            status = await self._load_or_unload(model, keep_alive, opts, req.model, t0)
-            yield {**status, "message": {"role": "assistant", "content": ""}}
+        if not messages and keep_alive == 0:  # unload, before any capability check
+            await self.scheduler.unload_key(model.digest)
+            yield {"model": req.model, "created_at": rfc3339nano(), "message": {"role": "assistant", "content": ""},
+                   "done": True, "done_reason": "unload"}
             return
+        caps = capabilities(model)
+        think = parse_think(req.think)
+        if think.value and "thinking" not in caps:
+            raise BadRequest(f'"{req.model}" does not support thinking')
+        think, think_set = default_think(think, caps)
         if "completion" not in caps:
             raise BadRequest(f'"{req.model}" does not support chat')
         if req.tools and "tools" not in caps:
             raise BadRequest(f"{model.name.display_long()} does not support tools")
-        if not 0 <= req.top_logprobs <= 20:
-            raise BadRequest("top_logprobs must be between 0 and 20")
-        think = parse_think(req.think)
-        if think.value and "thinking" not in caps:
-            raise BadRequest(f'"{req.model}" does not support thinking')
-        think, think_set = default_think(think, caps)
-        if not messages:
-            status = await self._load_or_unload(model, keep_alive, opts, req.model, t0)
-            yield {**status, "message": {"role": "assistant", "content": ""}}
-            return
+        opts = self.options(model, req.options)
+        loaded, load_duration = await self._acquire(model, opts, keep_alive, t0)
+        try:
+            if not messages:  # load only
+                yield {"model": req.model, "created_at": rfc3339nano(),
+                       "message": {"role": "assistant", "content": ""}, "done": True, "done_reason": "load"}
+                return
+            async for out in self._chat(req, model, caps, opts, keep_alive, messages, think, think_set, t0,
+                                        (loaded, load_duration)):
+                yield out
+        finally:
+            self.scheduler.release(loaded)
+
+    async def _chat(self, req: ChatRequest, model: Model, caps: list[str], opts: dict[str, Any],
+                    keep_alive: float | None, messages: list[dict[str, Any]], think: Think, think_set: bool,
+                    t0: float, held: tuple[Loaded, float]) -> AsyncIterator[dict[str, Any]]:
         msgs = [m for m in model.messages if isinstance(m, dict)] + messages
         if model.system and messages[0].get("role") != "system":  # the request's first message decides
             msgs.insert(0, {"role": "system", "content": model.system})
         msgs = strip_earlier_thinking(model, msgs)
-        text = prompts.render(model, prompts.PromptRequest(
-            msgs, tools=req.tools, think=think.value, think_level=think.level, is_think_set=think_set))
+
+        def render(kept: list[dict[str, Any]]) -> str:
+            return prompts.render(model, prompts.PromptRequest(
+                kept, tools=req.tools, think=think.value, think_level=think.level, is_think_set=think_set))
+
+        fitted = await self._fit(model, held[0], opts, msgs, req.truncate is not False, render)
+        msgs, text = fitted.messages, fitted.prompt
         if req.debug_render_only:
             yield {"model": req.model, "created_at": rfc3339nano(), "message": {"role": "assistant", "content": ""},
                    "done": False, "_debug_info": {"rendered_template": text,
@@ -268,7 +393,7 @@ class Inference:
                                  shift=req.shift is not False, truncate=req.truncate is not False, images=images)
         thought: list[str] = []
         restart = False
-        run: Any = self._run(model, opts, keep_alive, creq, t0)  # an async generator: closed below
+        run: Any = self._run(model, opts, keep_alive, creq, t0, "chat", held=held)  # an async generator: closed below
         try:
             async for chunk in run:
                 delta = parser.feed(chunk.get("content", ""), bool(chunk.get("done"))) if parser \
@@ -293,7 +418,7 @@ class Inference:
             msgs, tools=req.tools, think=think.value, think_level=think.level, is_think_set=think_set))
         parser = output_parser(model, text, Think(False, None), req.tools or None)
         creq = creq.model_copy(update={"prompt": text, "format": req.format})
-        async for chunk in self._run(model, opts, keep_alive, creq, t0):
+        async for chunk in self._run(model, opts, keep_alive, creq, t0, "chat"):
             delta = parser.feed(chunk.get("content", ""), bool(chunk.get("done"))) if parser \
                 else Delta(chunk.get("content", ""))
             if not delta.hold or chunk.get("logprobs"):

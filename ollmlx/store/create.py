@@ -7,6 +7,7 @@ the manifest is written last, after every blob it names exists.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import tempfile
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ollmlx.config import noprune
 from ollmlx.errors import BadRequest
 from ollmlx.runner.protocol import ModelSpec
 from ollmlx.store import manifests as mf
@@ -49,6 +51,9 @@ class CreateSpec:
     messages: list[dict[str, Any]] | None = None
     quantize: str | None = None
     convert: str | None = None  # "mlx": store a GGUF model as an MLX model
+    renderer: str | None = None
+    parser: str | None = None
+    requires: str | None = None
 
 
 def go_json(value: Any) -> bytes:
@@ -101,10 +106,13 @@ class Creator:
         if not base.is_valid():
             raise CreateError("invalid model name")
         model = self.store.load(base, display=ref)
-        for key in ("model_format", "model_family", "model_families", "model_type", "file_type", "renderer", "parser"):
+        for key in ("model_format", "model_family", "model_families", "model_type", "file_type", "renderer", "parser",
+                    "requires"):
             if key in model.config and key not in self.config:
                 self.config[key] = model.config[key]
-        return list(model.manifest.layers)
+        # each layer records the model it came from (parseFromModel): details.parent_model
+        origin = model.name.display_shortest()
+        return [dataclasses.replace(layer, from_=origin) for layer in model.manifest.layers]
 
     def from_files(self, files: dict[str, str]) -> list[Layer]:
         if not files:
@@ -202,16 +210,44 @@ class Creator:
         self.config.setdefault("file_type", qlabel)
         return layers
 
+    def _autodetect_template(self, layers: list[Layer], spec: CreateSpec) -> dict[str, Any]:
+        """detectChatTemplate (spec §6 create): a GGUF's own Jinja chat template matched against
+        Ollama's library (store/template_detect.py) gives a TEMPLATE layer; returns its params.
+        A TEMPLATE of the request replaces the layer later, but the stop strings stay (as in Ollama)."""
+        from ollmlx.store.blobs import digest_bytes
+        from ollmlx.store.template_detect import detect
+
+        params: dict[str, Any] = {}
+        for layer in [x for x in layers if x.media_type == mf.MT_MODEL]:
+            chat_template = read_gguf(self.store.blobs.path(layer.digest)).chat_template
+            found = detect(chat_template) if chat_template else None
+            if found is None:
+                continue
+            data = found.text.encode()
+            digest = digest_bytes(data)
+            if not self.store.blobs.exists(digest):
+                self.store.blobs.write_bytes(data, digest)
+            layers.append(Layer(mf.MT_TEMPLATE, digest, len(data)))
+            params.update(found.parameters or {})
+            if not spec.template:
+                self.status(f"using autodetected template {found.name}")
+        return params
+
     def _tensor_layer(self, name: str, chunks: Any) -> Layer:
         digest = self.store.blobs.write_chunks(chunks)
         return Layer(mf.MT_TENSOR, digest, self.store.blobs.size(digest), name=name)
 
     # -- the whole create --------------------------------------------------------------------
     def run(self, spec: CreateSpec) -> None:
+        detected_params: dict[str, Any] = {}
+        for key in ("renderer", "parser", "requires"):  # the request's win over the base model's
+            if getattr(spec, key):
+                self.config[key] = getattr(spec, key)
         if spec.from_:
             layers = self.from_model(spec.from_)
         elif spec.files:
             layers = self.from_files(spec.files)
+            detected_params = self._autodetect_template(layers, spec)
         else:
             raise CreateError("neither 'from' or 'files' was specified")
         if spec.adapters:
@@ -248,6 +284,8 @@ class Creator:
             if text:
                 layers.append(self.new_layer(text.encode(), mf.MT_LICENSE))
         params = dict(spec.parameters or {})
+        for k, v in detected_params.items():  # the detected template's stop strings, unless given
+            params.setdefault(k, v)
         for layer in [x for x in layers if x.media_type == mf.MT_PARAMS]:
             for k, v in json.loads(self.store.blobs.read_bytes(layer.digest)).items():
                 params.setdefault(k, v)
@@ -264,7 +302,7 @@ class Creator:
             "model_families": self.config.get("model_families"),
             "model_type": self.config.get("model_type", ""),
             "file_type": self.config.get("file_type", ""),
-            **{k: self.config[k] for k in ("renderer", "parser") if self.config.get(k)},
+            **{k: self.config[k] for k in ("renderer", "parser", "requires") if self.config.get(k)},
             "architecture": "amd64",
             "os": "linux",
             "rootfs": {"type": "layers", "diff_ids": [x.digest for x in layers]},
@@ -280,7 +318,9 @@ class Creator:
         with self.store.lock:
             old = self.store.entry(spec.name)
             self.store.write_manifest(spec.name, manifest)
-            stale = self._intermediate | (old.manifest.digests() - manifest.digests() if old else set())
+            # the old manifest's layers no model uses any more go, unless OLLAMA_NOPRUNE
+            replaced = old.manifest.digests() - manifest.digests() if old and not noprune() else set()
+            stale = self._intermediate | replaced
             if stale:
                 self.store.prune(stale)
         self.status("success")

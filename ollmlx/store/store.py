@@ -209,6 +209,19 @@ class Store:
                 removed += 1
             return removed
 
+    def prune_unused(self, grace_seconds: float = 3600.0) -> int:
+        """At server start, unless OLLAMA_NOPRUNE (spec §16): blobs no manifest references and
+        older than the grace period go, and so do empty manifest directories."""
+        removed = self.prune(grace_seconds=grace_seconds)
+        root = self.manifests.dir
+        if root.is_dir():
+            for d in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+                try:
+                    d.rmdir()  # only succeeds when empty
+                except OSError:
+                    pass
+        return removed
+
     def _referenced(self) -> set[str]:
         """Digests referenced by every manifest; a damaged manifest stops pruning (never guess)."""
         out: set[str] = set()

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from helpers import REPO, Server, free_port, minilm_dir
-from ollmlx import __version__, config
+from ollmlx import OLLAMA_API_VERSION, config
 
 T0_MODELFILE = 'FROM smollm2:135m\nPARAMETER temperature 0\nPARAMETER num_predict 12\n' \
                'SYSTEM """You answer in one short sentence.\nYou are friendly.\nYou are brief."""\n' \
@@ -95,11 +95,11 @@ def test_cp_rm_and_argument_errors(server: Server, t0: str) -> None:
 
 
 def test_version_and_help(server: Server) -> None:
-    assert server.cli("-v").stdout == f"ollmlx version is {__version__}\n"
-    assert server.cli("--version").stdout == f"ollmlx version is {__version__}\n"
+    assert server.cli("-v").stdout == f"ollmlx version is {OLLAMA_API_VERSION}\n"
+    assert server.cli("--version").stdout == f"ollmlx version is {OLLAMA_API_VERSION}\n"
     r = server.cli("-v", env={"OLLMLX_HOST": f"127.0.0.1:{free_port()}"})
     assert r.stdout == ("Warning: could not connect to a running Ollama instance\n"
-                        f"Warning: client version is {__version__}\n")
+                        f"Warning: client version is {OLLAMA_API_VERSION}\n")
     help_text = server.cli("serve", "--help").stdout
     for name, (default, _) in config.ENV_DOCS.items():
         assert re.search(rf"^      {name}\s+.*\(default: {re.escape(default or chr(34) * 2)}\)$", help_text, re.M), name

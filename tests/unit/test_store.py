@@ -51,7 +51,9 @@ def test_create_from_gguf_layout_and_statuses(tmp_path: Path) -> None:
     doc = json.loads(path.read_bytes())
     assert doc["schemaVersion"] == 2 and doc["mediaType"] == mf.MANIFEST_MEDIA_TYPE
     kinds = [layer["mediaType"] for layer in doc["layers"]]
-    assert kinds == [mf.MT_MODEL, mf.MT_SYSTEM, mf.MT_PARAMS]
+    # the GGUF's chat template is Ollama's chatml: an autodetected TEMPLATE layer (spec §6 create)
+    assert kinds == [mf.MT_MODEL, mf.MT_TEMPLATE, mf.MT_SYSTEM, mf.MT_PARAMS]
+    assert "using autodetected template chatml" in statuses
     config = json.loads(store.blobs.read_bytes(doc["config"]["digest"]))
     assert config["model_format"] == "gguf" and config["model_family"] == "llama"
     assert config["file_type"] == "Q4_1" and config["model_type"] == "134.52M"

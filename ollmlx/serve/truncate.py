@@ -1,0 +1,52 @@
+"""Chat history truncation (spec §3 "Truncation"; Ollama's server/prompt.go chatPrompt).
+
+When the rendered prompt does not fit `num_ctx`, the oldest messages are dropped one at a time,
+re-rendering and re-tokenizing (with the runner's own tokenizer) after each drop, until it fits.
+System messages that would be dropped are kept in front, and the last message always stays, even
+if it alone is too long (the runner then shortens or refuses the prompt, spec §18). A model with a
+vision projector counts 768 tokens per image, as Ollama does.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger("ollmlx.serve")
+
+IMAGE_TOKENS = 768  # what Ollama charges per image on a model with a projector
+
+Message = dict[str, Any]
+Render = Callable[[list[Message]], str]
+Tokenize = Callable[[str], Awaitable[list[int]]]
+
+
+@dataclass
+class Fitted:
+    messages: list[Message]  # what the prompt was rendered from
+    prompt: str
+    dropped: int  # how many messages were left out
+
+
+def _image_tokens(msgs: list[Message], per_image: int) -> int:
+    return per_image * sum(len(m.get("images") or []) for m in msgs)
+
+
+async def fit_messages(msgs: list[Message], render: Render, tokenize: Tokenize, num_ctx: int, *,
+                       truncate: bool = True, per_image: int = 0) -> Fitted:
+    """The prompt for `msgs`, with the oldest non-system messages dropped until it fits `num_ctx`."""
+    if not truncate or not msgs:
+        return Fitted(list(msgs), render(list(msgs)), 0)
+    last = len(msgs) - 1
+    for start in range(len(msgs)):
+        kept = [m for m in msgs[:start] if m.get("role") == "system"] + msgs[start:]
+        prompt = render(kept)
+        used = len(await tokenize(prompt)) + _image_tokens(msgs[start:], per_image)
+        if used <= num_ctx or start == last:
+            if start:
+                log.debug("truncating input messages which exceed context length: kept %d of %d",
+                          len(msgs) - start, len(msgs))
+            return Fitted(kept, prompt, len(msgs) - len(kept))
+    raise AssertionError("unreachable: the last message always ends the loop")
