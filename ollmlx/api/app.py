@@ -3,7 +3,6 @@ CORS and the DNS-rebinding Host guard (spec §0, §1)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -14,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import PlainTextResponse, Response
 
-from ollmlx import __version__, config
+from ollmlx import OLLAMA_API_VERSION, __version__
 from ollmlx.api import anthropic as anthropic_api
 from ollmlx.api import create, embed, generate, models, transfer
 from ollmlx.api import openai as openai_api
@@ -42,10 +41,6 @@ def create_app(models_dir: Path, factory: RunnerFactory | None = None) -> FastAP
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        if not config.noprune():  # blobs no model uses (spec §16)
-            pruned = await asyncio.to_thread(store.prune_unused)
-            if pruned:
-                log.info("pruned %d unused blobs", pruned)
         yield
         await scheduler.shutdown()
 
@@ -79,14 +74,7 @@ def create_app(models_dir: Path, factory: RunnerFactory | None = None) -> FastAP
 
     @app.api_route("/api/version", methods=["GET", "HEAD"])
     async def version() -> Response:
-        return JSONResponse({"version": __version__})
-
-    @app.get("/api/status")
-    async def status() -> Response:
-        """StatusHandler (spec §1): whether cloud models are turned off, and by what. ollmlx has
-        no cloud passthrough; OLLAMA_NO_CLOUD is reported as Ollama reports it."""
-        disabled = config.no_cloud()
-        return JSONResponse({"cloud": {"disabled": disabled, "source": "env" if disabled else "none"}})
+        return JSONResponse({"version": OLLAMA_API_VERSION, "ollmlx": __version__})
 
     app.include_router(generate.router)
     app.include_router(embed.router)
