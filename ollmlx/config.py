@@ -176,6 +176,22 @@ def nohistory() -> bool:
     return _bool("NOHISTORY")
 
 
+def max_request_bytes() -> int:
+    """Largest request body accepted (blob uploads excepted): bytes, or a size like `64MiB`;
+    0 or less turns the limit off. Real requests are far smaller; many images fit."""
+    value = _raw("MAX_REQUEST_SIZE")
+    default = 64 << 20
+    if not value:
+        return default
+    units = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30}
+    number = value.rstrip("bBkKmMgGiI")
+    unit = value[len(number):].strip().lower()
+    try:
+        return int(float(number) * units[unit])
+    except (ValueError, KeyError):
+        return default
+
+
 def engine_override() -> str | None:
     value = os.environ.get("OLLMLX_ENGINE", "").strip()
     return value or None
@@ -225,4 +241,5 @@ ENV_DOCS: dict[str, tuple[str, str]] = {
     "OLLMLX_DISTRIBUTED_MODE": ("auto", "How a model is split across ranks: auto, tensor or pipeline"),
     "OLLMLX_DISTRIBUTED_PORT": ("32323", "First port of a distributed group on hosts other than this one"),
     "OLLMLX_LLAMACPP_REPACK": ("auto", "Let llama.cpp repack weights for its CPU kernels (1/0)"),
+    "OLLMLX_MAX_REQUEST_SIZE": ("64MiB", "Largest request body accepted, blob uploads excepted (0: no limit)"),
 }

@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import signal
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -19,14 +21,18 @@ from ollmlx.api import anthropic as anthropic_api
 from ollmlx.api import create, embed, generate, models, transfer
 from ollmlx.api import openai as openai_api
 from ollmlx.api.context import Services
+from ollmlx.api.limits import RequestGuard
+from ollmlx.api.metrics import install_metrics
 from ollmlx.api.security import install_security
 from ollmlx.api.streaming import JSONResponse
 from ollmlx.errors import OllmlxError, message_of
 from ollmlx.runner.client import RunnerProcess
 from ollmlx.runner.protocol import ModelSpec
-from ollmlx.sched.scheduler import RunnerFactory, Scheduler
+from ollmlx.sched.scheduler import LoadRequest, RunnerFactory, Scheduler
 from ollmlx.serve.inference import Inference
+from ollmlx.store.blobs import discard_in_progress
 from ollmlx.store.store import Store
+from ollmlx.store.verify import BlobVerifier
 
 log = logging.getLogger("ollmlx.api")
 
@@ -35,19 +41,62 @@ def default_runner_factory(engine: str, spec: ModelSpec, num_ctx: int, parallel:
     return RunnerProcess(engine, spec, num_ctx=num_ctx, parallel=parallel)
 
 
+def _drain_on_signals(scheduler: Scheduler) -> Callable[[], None]:
+    """SIGTERM/SIGINT: besides uvicorn's own handler (which stops accepting and waits a few seconds
+    for open responses), drain the scheduler so generating streams end with an error line in that
+    time instead of being cut. Returns the undo; a no-op off the main thread (in-process tests)."""
+    loop = asyncio.get_running_loop()
+    previous: dict[int, Any] = {}
+
+    def on_signal(signum: int, frame: Any) -> None:
+        loop.call_soon_threadsafe(lambda: loop.create_task(scheduler.drain()))
+        chained = previous.get(signum)
+        if callable(chained):
+            chained(signum, frame)
+
+    try:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.getsignal(sig)
+            signal.signal(sig, on_signal)
+    except ValueError:
+        return lambda: None
+
+    def undo() -> None:
+        for sig, handler in previous.items():
+            if signal.getsignal(sig) is on_signal:
+                signal.signal(sig, handler)
+
+    return undo
+
+
 def create_app(models_dir: Path, factory: RunnerFactory | None = None) -> FastAPI:
     store = Store(models_dir)
     scheduler = Scheduler(factory or default_runner_factory)
     svc = Services(store, scheduler, Inference(store, scheduler))
+    verifier = BlobVerifier(store.blobs)
+
+    async def verify_before_load(req: LoadRequest) -> None:
+        model = req.extra.get("model")
+        if model is not None:  # a blob damaged on disk since import is reported, never served
+            await verifier.verify_async(model.manifest.digests(), req.name)
+
+    scheduler.before_load = verify_before_load
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        removed = await asyncio.to_thread(store.blobs.sweep_abandoned)
+        if removed:
+            log.info("removed %d temp files left by an interrupted create or pull", removed)
         if not config.noprune():  # blobs no model uses (spec §16)
             pruned = await asyncio.to_thread(store.prune_unused)
             if pruned:
                 log.info("pruned %d unused blobs", pruned)
+        undo = _drain_on_signals(scheduler)
         yield
+        undo()
         await scheduler.shutdown()
+        if discarded := discard_in_progress():  # creates cut short by the shutdown leave nothing behind
+            log.info("discarded %d unfinished blob writes", discarded)
 
     app = FastAPI(title="ollmlx", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.services = svc
@@ -95,5 +144,7 @@ def create_app(models_dir: Path, factory: RunnerFactory | None = None) -> FastAP
     app.include_router(transfer.router)
     app.include_router(openai_api.router)  # /v1/*: OpenAI translators (spec §20)
     app.include_router(anthropic_api.router)  # /v1/messages (spec §21)
+    app.add_middleware(RequestGuard)  # body limit, 499 for clients gone while queued (inside the Host guard)
     install_security(app)
+    svc.inference.observer = install_metrics(app, scheduler)  # outermost: counts every response
     return app

@@ -1,4 +1,9 @@
-"""CORS with OLLAMA_ORIGINS, and the Host-header guard against DNS rebinding (spec §0)."""
+"""CORS with OLLAMA_ORIGINS, and the Host-header guard against DNS rebinding (spec §0).
+
+CORS follows gin-contrib/cors as Ollama configures it: a request whose Origin is not allowed is
+refused with 403 (a cross-site page cannot make the server act, whether or not the browser sends
+a preflight), and an OPTIONS request from an allowed origin gets the preflight headers and 204.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import ipaddress
 import socket
 
 from fastapi import FastAPI
+from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
@@ -39,15 +45,19 @@ def _origin_regex(patterns: list[str]) -> str:
     return "^(" + "|".join(parts) + ")$"
 
 
+def _hostname(host: str) -> str:
+    """The Host header without its port (net.SplitHostPort)."""
+    if host.startswith("["):
+        return host[1:].split("]")[0]
+    if host.count(":") == 1:
+        return host.split(":")[0]
+    return host
+
+
 def _host_allowed(host: str) -> bool:
     if not host:
         return True
-    h = host
-    if h.startswith("["):
-        h = h[1:].split("]")[0]
-    elif h.count(":") == 1:
-        h = h.split(":")[0]
-    h = h.lower()
+    h = _hostname(host).lower()
     if h in ("localhost", socket.gethostname().lower()):
         return True
     if h.endswith((".localhost", ".local", ".internal")):
@@ -59,6 +69,14 @@ def _host_allowed(host: str) -> bool:
     return ip.is_loopback or ip.is_private or ip.is_unspecified or ip.is_link_local
 
 
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(_hostname(host))
+    except ValueError:
+        return False
+    return True
+
+
 class HostGuard:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -66,10 +84,33 @@ class HostGuard:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and _loopback_bind():
             request = Request(scope)
-            if not _host_allowed(request.headers.get("host", "")):
+            host = request.headers.get("host", "")
+            if not _host_allowed(host):
                 await Response(status_code=403)(scope, receive, send)
                 return
+            if scope["method"] == "OPTIONS" and not _is_ip_literal(host):  # allowedHostsMiddleware
+                await Response(status_code=204)(scope, receive, send)
+                return
         await self.app(scope, receive, send)
+
+
+class OllamaCORS(CORSMiddleware):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = Headers(scope=scope)
+            origin = headers.get("origin")
+            host = headers.get("host", "")
+            if origin and origin not in (f"http://{host}", f"https://{host}"):  # same origin: not CORS
+                if not self.is_allowed_origin(origin):
+                    await Response(status_code=403)(scope, receive, send)
+                    return
+                if scope["method"] == "OPTIONS":
+                    preflight = self.preflight_response(request_headers=headers)
+                    cors_headers = {k: v for k, v in preflight.headers.items()
+                                    if k.lower() not in ("content-length", "content-type")}
+                    await Response(status_code=204, headers=cors_headers)(scope, receive, send)
+                    return
+        await super().__call__(scope, receive, send)
 
 
 def _loopback_bind() -> bool:
@@ -82,6 +123,6 @@ def _loopback_bind() -> bool:
 
 def install_security(app: FastAPI) -> None:
     origins = config.origins() + DEFAULT_ORIGINS
-    app.add_middleware(CORSMiddleware, allow_origin_regex=_origin_regex(origins), allow_methods=["*"],
+    app.add_middleware(HostGuard)  # inside CORS, as in Ollama: a preflight is answered before the Host check
+    app.add_middleware(OllamaCORS, allow_origin_regex=_origin_regex(origins), allow_methods=["*"],
                        allow_headers=ALLOW_HEADERS, allow_credentials=False)
-    app.add_middleware(HostGuard)

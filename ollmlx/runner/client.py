@@ -56,6 +56,7 @@ class RunnerProcess:
         self._dir = tempfile.mkdtemp(prefix="ollmlx-runner-")
         self.socket = os.path.join(self._dir, "runner.sock")
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=40)
+        self._fatal: str | None = None
         self._client: httpx.AsyncClient | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self.info: RunnerInfo | None = None
@@ -71,8 +72,12 @@ class RunnerProcess:
                 and all(p.returncode is None for _, _, p in self.peers))
 
     def stderr_tail(self) -> str:
+        """The runner's last words: a fatal error (faulthandler's first line), else its last error
+        line that is not a stack frame (frames name files like errors.py)."""
+        if self._fatal:
+            return self._fatal
         lines = [x for x in self._stderr_tail if x.strip()]
-        errs = [x for x in lines if "Error" in x or "error" in x]
+        errs = [x for x in lines if ("Error" in x or "error" in x) and not x.startswith((" ", "Thread ", "Current "))]
         return (errs[-1] if errs else lines[-1]) if lines else ""
 
     async def start(self, timeout: float) -> RunnerInfo:
@@ -169,6 +174,8 @@ class RunnerProcess:
                 return
             text = line.decode("utf-8", "replace").rstrip()
             self._stderr_tail.append(text)
+            if text.startswith("Fatal Python error"):  # kept: the stacks that follow can fill the tail
+                self._fatal = text
             log.info("%s", text)
 
     def _dead_error(self) -> RunnerError:

@@ -29,6 +29,9 @@ def find_openblas() -> str | None:
 def runner_env(engine: str) -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
+    # a native crash (segfault, abort) prints the runner's Python stacks to stderr, which the
+    # server captures: the crash explains itself in the server log and the client's error
+    env.setdefault("PYTHONFAULTHANDLER", "1")
     # The runner must import this very ollmlx, also when it runs from a source checkout.
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)

@@ -9,13 +9,19 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ollmlx import config
 from ollmlx.errors import RequestCanceled, ServerBusy
-from ollmlx.runner.protocol import CompletionRequest, EmbeddingRequest, EmbeddingResponse, ModelSpec, RunnerInfo
+from ollmlx.runner.protocol import (
+    CompletionRequest,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    ModelSpec,
+    RunnerInfo,
+)
 
 log = logging.getLogger("ollmlx.sched")
 
@@ -89,6 +95,14 @@ class Scheduler:
         self._pending = 0
         self._changed = asyncio.Condition()
         self.restarts = 0
+        # runs before a runner is started for a model (blob verification, store/verify.py)
+        self.before_load: Callable[[LoadRequest], Awaitable[None]] | None = None
+        self.closing = False  # set by drain(): the server is stopping
+
+    @property
+    def queue_depth(self) -> int:
+        """Requests waiting for a model load (what OLLAMA_MAX_QUEUE bounds)."""
+        return self._pending
 
     def _default_keep_alive(self) -> float:
         from ollmlx.durations import keep_alive_from_env
@@ -100,7 +114,10 @@ class Scheduler:
         return n if n > 0 else 3
 
     async def acquire(self, req: LoadRequest, keep_alive: float | None) -> Loaded:
-        """A running runner for `req` with its refcount taken; release() when done."""
+        """A running runner for `req` with its refcount taken; release() when done. A request
+        cancelled while it waits (its client went away) raises RequestCanceled and frees its place."""
+        if self.closing:
+            raise ServerBusy("server is shutting down")
         current = self.loaded.get(req.key)
         if current is not None and current.runner.alive and not current.runner.stopping and current.req == req:
             self._take(current, keep_alive)
@@ -162,6 +179,8 @@ class Scheduler:
             await self._unload(loaded)
 
     async def _load(self, req: LoadRequest, keep_alive: float | None) -> Loaded:
+        if self.before_load is not None:
+            await self.before_load(req)
         runner = self.factory(req.engine, req.spec, req.num_ctx, req.parallel)
         t0 = time.monotonic()
         try:
@@ -210,12 +229,12 @@ class Scheduler:
                 await self._wait_idle(victim)
             await self._unload(victim)
 
-    async def _unload(self, loaded: Loaded) -> None:
+    async def _unload(self, loaded: Loaded, stop_grace: float = 5.0) -> None:
         if self.loaded.get(loaded.req.key) is loaded:
             del self.loaded[loaded.req.key]
         if loaded.timer:
             loaded.timer.cancel()
-        await loaded.runner.stop()
+        await loaded.runner.stop(stop_grace)
         if loaded.watcher:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(loaded.watcher, 2)
@@ -234,6 +253,16 @@ class Scheduler:
 
     def ps(self) -> list[Loaded]:
         return sorted(self.loaded.values(), key=lambda x: x.expires_at or 0, reverse=True)
+
+    async def drain(self, grace: float = 1.5) -> None:
+        """The server is stopping (SIGTERM): refuse new work, give in-flight requests `grace`
+        seconds, then stop every runner so open streams end with an error line at once."""
+        self.closing = True
+        deadline = time.monotonic() + grace
+        while any(x.refcount for x in self.loaded.values()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await asyncio.gather(*(self._unload(x, stop_grace=0.5) for x in list(self.loaded.values())),
+                             return_exceptions=True)
 
     async def shutdown(self) -> None:
         await asyncio.gather(*(self._unload(x) for x in list(self.loaded.values())), return_exceptions=True)

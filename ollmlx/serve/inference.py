@@ -187,7 +187,7 @@ class Inference:
             raise
         except RunnerError as exc:
             ended = f"error: {exc.message}"
-            if getattr(self.scheduler, "closing", False):
+            if self.scheduler.closing:
                 raise RunnerError("the server is shutting down") from exc
             raise
         except OllmlxError as exc:

@@ -2,18 +2,55 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
+import shutil
 import tempfile
+import threading
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import BinaryIO
 
 from ollmlx.errors import BadRequest, DigestMismatch, StoreError
+from ollmlx.store.locking import abandoned, mark_in_progress
 
-DIGEST_RE = re.compile(r"^sha256[:-]([0-9a-fA-F]{64})$")
+DIGEST_RE = re.compile(r"^sha256[:-]([0-9a-fA-F]{64})\Z")  # \Z: `$` would accept a trailing newline
+TEMP_RE = re.compile(r"^sha256-.*-tmp$")
 CHUNK = 1 << 20
+# errors that mean "the disk (or this process's file size limit) is full"
+_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+# Temp files and work directories this process is writing: removed at shutdown, so a server
+# stopped mid-create leaves nothing half-written behind (writer threads cannot be interrupted).
+_in_progress: set[Path] = set()
+_in_progress_lock = threading.Lock()
+
+
+def track_in_progress(path: Path, live: bool) -> None:
+    with _in_progress_lock:
+        (_in_progress.add if live else _in_progress.discard)(path)
+
+
+def discard_in_progress() -> int:
+    """Remove every temp file / work directory still being written (server shutdown)."""
+    with _in_progress_lock:
+        paths = list(_in_progress)
+        _in_progress.clear()
+    for p in paths:
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+    return len(paths)
+
+
+def full_disk_error(exc: OSError, where: Path) -> StoreError | None:
+    """A clear error for a full disk; None for other OS errors."""
+    if exc.errno not in _FULL:
+        return None
+    return StoreError(f"no space left on device while writing to {where}: free some space and try again")
 
 
 def normalize_digest(digest: str) -> str:
@@ -58,16 +95,41 @@ class BlobStore:
     def _tempfile(self) -> tuple[BinaryIO, Path]:
         self.dir.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix="sha256-", suffix="-tmp", dir=self.dir)
+        mark_in_progress(fd)  # a sweep by another process leaves it alone while we write
+        track_in_progress(Path(name), True)
         return os.fdopen(fd, "wb"), Path(name)
 
     def _commit(self, tmp: Path, actual: str, expected: str | None) -> str:
         if expected is not None and normalize_digest(expected) != actual:
-            tmp.unlink(missing_ok=True)
             raise DigestMismatch(normalize_digest(expected), actual)
         final = self.path(actual)
         os.chmod(tmp, 0o644)
         os.replace(tmp, final)
+        track_in_progress(tmp, False)
         return actual
+
+    def _abort(self, tmp: Path, exc: BaseException) -> None:
+        tmp.unlink(missing_ok=True)
+        track_in_progress(tmp, False)
+        if isinstance(exc, OSError) and (full := full_disk_error(exc, self.dir)) is not None:
+            raise full from exc
+
+    def sweep_abandoned(self, min_age: float = 60.0) -> int:
+        """Remove temp files left by writers that died (a killed server); others' live writes stay."""
+        if not self.dir.is_dir():
+            return 0
+        removed = 0
+        for p in self.dir.iterdir():
+            if TEMP_RE.match(p.name) and abandoned(p, min_age):
+                p.unlink(missing_ok=True)
+                removed += 1
+        work_root = self.dir.parent / ".tmp"  # conversion work directories (store/create.py)
+        for d in work_root.iterdir() if work_root.is_dir() else ():
+            marker = d / ".lock"
+            if d.is_dir() and not d.is_symlink() and abandoned(marker if marker.exists() else d, min_age):
+                shutil.rmtree(d, ignore_errors=True)
+                removed += 1
+        return removed
 
     def write_bytes(self, data: bytes, expected: str | None = None) -> str:
         return self.write_chunks([data], expected)
@@ -84,8 +146,8 @@ class BlobStore:
                 f.flush()
                 os.fsync(f.fileno())
             return self._commit(tmp, "sha256:" + h.hexdigest(), expected)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
+        except BaseException as exc:
+            self._abort(tmp, exc)
             raise
 
     async def write_async(self, chunks: AsyncIterator[bytes], expected: str | None = None) -> str:
@@ -99,8 +161,8 @@ class BlobStore:
                 f.flush()
                 os.fsync(f.fileno())
             return self._commit(tmp, "sha256:" + h.hexdigest(), expected)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
+        except BaseException as exc:
+            self._abort(tmp, exc)
             raise
 
     def write_file(self, src: Path) -> str:

@@ -7,8 +7,10 @@ the manifest is written last, after every blob it names exists.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -20,9 +22,10 @@ from ollmlx.config import noprune
 from ollmlx.errors import BadRequest
 from ollmlx.runner.protocol import ModelSpec
 from ollmlx.store import manifests as mf
-from ollmlx.store.blobs import normalize_digest
+from ollmlx.store.blobs import normalize_digest, track_in_progress
 from ollmlx.store.convert import run_worker
 from ollmlx.store.gguf_info import NotGGUF, human_number, read_gguf
+from ollmlx.store.locking import mark_in_progress
 from ollmlx.store.manifests import Layer, Manifest
 from ollmlx.store.names import ModelName, parse_name
 from ollmlx.store.safetensors import TensorInfo, pack, read_header
@@ -76,6 +79,8 @@ class Creator:
         self.progress = progress
         self.config: dict[str, Any] = {}
         self._intermediate: set[str] = set()  # whole-file blobs split into tensor layers
+        self._written: set[str] = set()  # blobs this create wrote: removed again if it fails
+        self._work_fds: dict[Path, int] = {}
 
     def status(self, text: str, **extra: Any) -> None:
         self.progress({"status": text, **extra})
@@ -90,7 +95,7 @@ class Creator:
         digest = digest_bytes(data)
         existed = self.store.blobs.exists(digest)
         if not existed:
-            self.store.blobs.write_bytes(data, digest)
+            self._written.add(self.store.blobs.write_bytes(data, digest))
         self.status(f"{'using existing' if existed else 'creating new'} layer {digest}")
         return digest
 
@@ -132,7 +137,10 @@ class Creator:
         path = self.store.blobs.path(d)
         try:
             info = read_gguf(path)
-        except NotGGUF as exc:
+            size = path.stat().st_size
+        except (NotGGUF, FileNotFoundError) as exc:
+            if not path.is_file():  # removed meanwhile (a delete elsewhere pruned it): say so
+                raise CreateError(f'blob "{d}" not found') from exc
             raise CreateError("supplied file was not in GGUF format") from exc
         general_type = str(info.kv.get("general.type", "model"))
         media = mf.MT_ADAPTER if general_type == "adapter" else mf.MT_MODEL
@@ -144,7 +152,7 @@ class Creator:
             self.config.setdefault("file_type", info.file_type)
             self.config.setdefault("model_families", [arch])
         self.status(f"using existing layer {d}")
-        return Layer(media, d, path.stat().st_size, from_=None)
+        return Layer(media, d, size, from_=None)
 
     def _safetensors_layers(self, files: dict[str, str]) -> list[Layer]:
         self.status("converting model")
@@ -226,7 +234,7 @@ class Creator:
             data = found.text.encode()
             digest = digest_bytes(data)
             if not self.store.blobs.exists(digest):
-                self.store.blobs.write_bytes(data, digest)
+                self._written.add(self.store.blobs.write_bytes(data, digest))
             layers.append(Layer(mf.MT_TEMPLATE, digest, len(data)))
             params.update(found.parameters or {})
             if not spec.template:
@@ -235,10 +243,24 @@ class Creator:
 
     def _tensor_layer(self, name: str, chunks: Any) -> Layer:
         digest = self.store.blobs.write_chunks(chunks)
+        self._written.add(digest)
         return Layer(mf.MT_TENSOR, digest, self.store.blobs.size(digest), name=name)
 
     # -- the whole create --------------------------------------------------------------------
     def run(self, spec: CreateSpec) -> None:
+        try:
+            self._run(spec)
+        except BaseException:
+            # A failed create (bad input, a full disk, the server stopping) takes back the blobs it
+            # wrote; prune keeps any that a manifest references meanwhile.
+            with contextlib.suppress(Exception):
+                self.store.prune(self._written | self._intermediate)
+            raise
+        finally:
+            for work in list(self._work_fds):
+                self._drop_workdir(work)
+
+    def _run(self, spec: CreateSpec) -> None:
         detected_params: dict[str, Any] = {}
         for key in ("renderer", "parser", "requires"):  # the request's win over the base model's
             if getattr(spec, key):
@@ -312,7 +334,7 @@ class Creator:
 
         cfg_digest = digest_bytes(data)
         if not self.store.blobs.exists(cfg_digest):
-            self.store.blobs.write_bytes(data, cfg_digest)
+            self._written.add(self.store.blobs.write_bytes(data, cfg_digest))
         manifest = Manifest(config=Layer(mf.CONFIG_MEDIA_TYPE, cfg_digest, len(data)), layers=layers)
         self.status("writing manifest")
         with self.store.lock:
@@ -329,11 +351,25 @@ class Creator:
     def _workdir(self) -> Path:
         root = self.store.root / ".tmp"
         root.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix="convert-", dir=root))
+        work = Path(tempfile.mkdtemp(prefix="convert-", dir=root))
+        # flocked while we work (a sweep by another server leaves it alone), removed at shutdown
+        fd = os.open(work / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        mark_in_progress(fd)
+        self._work_fds[work] = fd
+        track_in_progress(work, True)
+        return work
+
+    def _drop_workdir(self, work: Path) -> None:
+        fd = self._work_fds.pop(work, None)
+        if fd is not None:
+            os.close(fd)
+        shutil.rmtree(work, ignore_errors=True)
+        track_in_progress(work, False)
 
     def _import_dir(self, directory: Path) -> list[Layer]:
         files = {str(p.relative_to(directory)): self.store.blobs.write_file(p)
                  for p in sorted(directory.rglob("*")) if p.is_file()}
+        self._written |= set(files.values())
         layers = self._safetensors_layers(files)
         self._intermediate |= {d for name, d in files.items() if name.endswith(".safetensors")}
         return layers
@@ -355,7 +391,7 @@ class Creator:
                 self.config.pop(key, None)
             converted = self._import_dir(work / "model")
         finally:
-            shutil.rmtree(work, ignore_errors=True)
+            self._drop_workdir(work)
         rest = [x for x in layers if x.media_type not in (mf.MT_MODEL, mf.MT_TENSOR, mf.MT_JSON)]
         return converted + rest
 
@@ -380,7 +416,8 @@ class Creator:
                                       "completed": o.get("completed", 0)} if o.get("status") == "quantizing" else None)
                 self.status("verifying conversion")
                 self.config["file_type"] = q
-                layer = self._gguf_layer("model.gguf", self.store.blobs.write_file(out))
+                self._written.add(quantized := self.store.blobs.write_file(out))
+                layer = self._gguf_layer("model.gguf", quantized)
                 return [layer if x is model[0] else x for x in layers]
             bits = MLX_QUANTS.get(q)
             if bits is None:
@@ -399,6 +436,6 @@ class Creator:
                 self.config.pop(key, None)
             converted = self._import_dir(work / "model")
         finally:
-            shutil.rmtree(work, ignore_errors=True)
+            self._drop_workdir(work)
         rest = [x for x in layers if x.media_type not in (mf.MT_TENSOR, mf.MT_JSON)]
         return converted + rest

@@ -1,14 +1,20 @@
 """GGUF metadata for the server (show, tags, capabilities), read with the `gguf` package.
 
 Reading is done once per blob and cached; a file that is not GGUF raises `NotGGUF`.
+
+Files come from clients (create uploads them), so before the `gguf` package parses one (it keeps
+~100 bytes of Python objects per metadata byte) a cheap walk over the header checks that its
+metadata stays within what real models use; counts that claim more than the file holds are
+refused there too (tests/fuzz/test_fuzz_gguf.py).
 """
 
 from __future__ import annotations
 
 import functools
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 GGUF_MAGIC = b"GGUF"
 
@@ -24,6 +30,103 @@ FILE_TYPES = {
 
 class NotGGUF(ValueError):
     pass
+
+
+# Real models stay below these (Gemma 3's 262k-token vocabulary: ~0.8M items, a few MB); at the
+# item limit the gguf package needs ~300 MB and seconds of CPU, which bounds what a hostile file costs.
+MAX_METADATA_BYTES = 64 << 20
+MAX_METADATA_ITEMS = 2_000_000
+# sizes of GGUF scalar value types; 8 is a string, 9 an array
+_SCALAR_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+
+
+class _HeaderWalk:
+    """Walks a GGUF header (key/values, tensor infos) reading only lengths and counts."""
+
+    def __init__(self, f: BinaryIO, size: int) -> None:
+        self.f, self.size, self.items = f, size, 0
+        self.order = "<"
+
+    def _read(self, fmt: str) -> int:
+        n = struct.calcsize(fmt)
+        data = self.f.read(n)
+        if len(data) != n:
+            raise NotGGUF("invalid GGUF file: truncated header")
+        return int(struct.unpack(self.order + fmt, data)[0])
+
+    def _skip(self, n: int) -> None:
+        pos = self.f.tell() + n
+        if n < 0 or pos > self.size:
+            raise NotGGUF("invalid GGUF file: a length points past the end of the file")
+        if pos > MAX_METADATA_BYTES:
+            raise NotGGUF(f"GGUF metadata larger than {MAX_METADATA_BYTES >> 20} MiB")
+        self.f.seek(pos)
+
+    def _count(self, n: int, min_bytes: int) -> None:
+        if n * min_bytes > self.size - self.f.tell():
+            raise NotGGUF("invalid GGUF file: a count claims more than the file holds")
+        self.items += n
+        if self.items > MAX_METADATA_ITEMS:
+            raise NotGGUF(f"GGUF metadata has more than {MAX_METADATA_ITEMS} items")
+
+    def _value(self, vtype: int) -> None:
+        if vtype in _SCALAR_SIZES:
+            self._skip(_SCALAR_SIZES[vtype])
+        elif vtype == 8:
+            self._skip(self._read("Q"))
+        elif vtype == 9:
+            itype, n = self._read("I"), self._read("Q")
+            if itype in _SCALAR_SIZES:
+                self._count(n, _SCALAR_SIZES[itype])
+                self._skip(n * _SCALAR_SIZES[itype])
+            else:
+                self._count(n, 8 if itype == 8 else 12)
+                for _ in range(n):
+                    self._value(itype)
+        else:
+            raise NotGGUF(f"invalid GGUF file: unknown value type {vtype}")
+
+    def walk(self) -> None:
+        self.f.seek(4)
+        version = self._read("I")
+        if version & 0xFFFF == 0:  # written on a machine of the other byte order
+            self.order = ">"
+        n_tensors, n_kv = self._read("Q"), self._read("Q")
+        self._count(n_kv, 12)
+        for _ in range(n_kv):
+            self._skip(self._read("Q"))
+            self._value(self._read("I"))
+        self._count(n_tensors, 24)
+        tensors = []
+        for _ in range(n_tensors):
+            self._skip(self._read("Q"))
+            n_dims = self._read("I")
+            self._count(n_dims, 8)
+            dims = [self._read("Q") for _ in range(n_dims)]
+            tensors.append((dims, self._read("I"), self._read("Q")))
+        # every tensor's data must lie inside the file (a file cut short is refused here, cheaply)
+        from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
+
+        room = self.size - self.f.tell()
+        for dims, ttype, offset in tensors:
+            try:
+                block, type_size = GGML_QUANT_SIZES[GGMLQuantizationType(ttype)]
+            except (ValueError, KeyError):
+                raise NotGGUF(f"invalid GGUF file: unknown tensor type {ttype}") from None
+            n = 1
+            for d in dims:
+                n *= d
+            if offset + n // block * type_size > room:
+                raise NotGGUF("invalid GGUF file: tensor data past the end of the file (truncated?)")
+
+
+def check_metadata_bounds(path: Path) -> None:
+    """Refuse (NotGGUF) a file whose header is malformed or larger than real models' headers."""
+    try:
+        with open(path, "rb") as f:
+            _HeaderWalk(f, path.stat().st_size).walk()
+    except OSError as exc:  # gone or unreadable meanwhile
+        raise NotGGUF(f"cannot read GGUF file: {exc.strerror}") from exc
 
 
 @dataclass
@@ -87,6 +190,7 @@ def is_gguf(path: Path) -> bool:
 def _read(path: str, mtime: float) -> GGUFInfo:
     from gguf import GGUFReader
 
+    check_metadata_bounds(Path(path))
     try:
         reader = GGUFReader(path)
     except Exception as exc:  # gguf raises ValueError/struct errors/IndexError on bad files
@@ -107,7 +211,11 @@ def _read(path: str, mtime: float) -> GGUFInfo:
 def read_gguf(path: Path) -> GGUFInfo:
     if not is_gguf(path):
         raise NotGGUF("supplied file was not in GGUF format")
-    return _read(str(path), path.stat().st_mtime)
+    try:
+        mtime = path.stat().st_mtime
+    except OSError as exc:  # removed since is_gguf looked
+        raise NotGGUF(f"cannot read GGUF file: {exc.strerror}") from exc
+    return _read(str(path), mtime)
 
 
 def human_number(n: int) -> str:

@@ -251,6 +251,18 @@ def _step(r: str, cs: int) -> tuple[int, str, object | None]:
     return _COMMENT, "", None
 
 
+def _closed(buf: list[str], first: int, last: int) -> bool:
+    """``unquote(strings.TrimSpace(buf))``'s ``ok``, from the first and last non-space runes."""
+    if first < 0:
+        return True
+    head = "".join(buf[first:first + 3])
+    if head == '"""':
+        return last - first + 1 >= 6 and "".join(buf[last - 2:last + 1]) == '"""'
+    if head.startswith('"'):
+        return last - first + 1 >= 2 and buf[last] == '"'
+    return True
+
+
 def _trim(s: str) -> str:
     # The buffer only ever holds printable runes plus " ", "\t", "\r", "\n", so this is
     # exactly Go's strings.TrimSpace here.
@@ -275,6 +287,10 @@ def parse_modelfile(text: str, *, check_requires: bool = True) -> Modelfile:
     curr = _NIL
     line = 1
     buf: list[str] = []
+    # indices of the buffer's first and last non-space runes: whether a quoted value is still open
+    # is read from them, not from the joined buffer (joining at every space or line of a long
+    # value made parsing quadratic; Go's strings.Builder.String() costs nothing)
+    first = last = -1
 
     for r in text:
         if r in "\r\n":
@@ -286,6 +302,12 @@ def parse_modelfile(text: str, *, check_requires: bool = True) -> Modelfile:
             raise ModelfileError(ERR_INVALID_COMMAND, line)
 
         if nxt != curr:
+            if curr == _VALUE and (r in " \t" or not _closed(buf, first, last)):
+                # still inside a quoted value, or an inner space: keep reading
+                if r not in " \t\r\n":
+                    first, last = (len(buf) if first < 0 else first), len(buf)
+                buf.append(r)
+                continue
             b = "".join(buf)
             if curr == _NAME:
                 lowered = b.lower()
@@ -307,19 +329,18 @@ def parse_modelfile(text: str, *, check_requires: bool = True) -> Modelfile:
                     raise ModelfileError(ERR_INVALID_ROLE, line)
                 role = b
             elif curr == _VALUE:
-                value, ok = unquote_value(_trim(b))
-                if not ok or r in " \t":
-                    # still inside a quoted value, or an inner space: keep reading
-                    buf.append(r)
-                    continue
+                value, _ = unquote_value(_trim(b))
                 if role:
                     value = f"{role}: {value}"
                     role = ""
                 commands.append(Command(cmd_name, value))
             buf.clear()
+            first = last = -1
             curr = nxt
 
         if keep and keep.isprintable():
+            if keep not in " \t":
+                first, last = (len(buf) if first < 0 else first), len(buf)
             buf.append(keep)
 
     if curr == _VALUE:

@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -17,6 +16,7 @@ from ollmlx.errors import ModelNotFound, StoreError
 from ollmlx.store import manifests as mf
 from ollmlx.store.blobs import BlobStore
 from ollmlx.store.gguf_info import GGUFInfo, read_gguf
+from ollmlx.store.locking import StoreLock
 from ollmlx.store.manifests import Manifest, ManifestEntry, ManifestStore
 from ollmlx.store.names import ModelName
 
@@ -108,8 +108,9 @@ class Store:
         self.root = root
         self.blobs = BlobStore(root)
         self.manifests = ManifestStore(root)
-        # Serialises manifest writes against pruning so a create never loses a fresh blob.
-        self.lock = threading.RLock()
+        # Serialises manifest writes against pruning so a create never loses a fresh blob; holds
+        # across processes too (two servers on one store, ollmlx/store/locking.py).
+        self.lock = StoreLock(root)
 
     def entry(self, name: ModelName) -> ManifestEntry | None:
         return self.manifests.get(name)
@@ -150,21 +151,21 @@ class Store:
         return sorted(self.manifests.list(), key=lambda e: e.mtime, reverse=True)
 
     def write_manifest(self, name: ModelName, manifest: Manifest) -> None:
-        for digest in manifest.digests():
-            if not self.blobs.exists(digest):
-                raise StoreError(f"refusing to write a manifest that points at a missing blob {digest}")
-        with self.lock:
+        with self.lock:  # checked under the lock: a prune elsewhere cannot slip in between
+            for digest in manifest.digests():
+                if not self.blobs.exists(digest):
+                    raise StoreError(f"refusing to write a manifest that points at a missing blob {digest}")
             self.manifests.write(name, manifest)
 
     def write_manifest_bytes(self, name: ModelName, data: bytes) -> Manifest:
         """Write a manifest exactly as received (a registry's bytes keep their digest, as Ollama
         stores them); it must parse and every blob it names must already be in the store."""
         manifest = Manifest.from_bytes(data)
-        for digest in manifest.digests():
-            if not self.blobs.exists(digest):
-                raise StoreError(f"refusing to write a manifest that points at a missing blob {digest}")
         path = self.manifests.path(name)
         with self.lock:
+            for digest in manifest.digests():
+                if not self.blobs.exists(digest):
+                    raise StoreError(f"refusing to write a manifest that points at a missing blob {digest}")
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=".manifest-", dir=path.parent)
             try:
