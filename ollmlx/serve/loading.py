@@ -14,7 +14,6 @@ from ollmlx import config
 from ollmlx.options import load_time_options
 from ollmlx.runner.protocol import ModelSpec
 from ollmlx.sched.scheduler import LoadRequest
-from ollmlx.store.manifests import MT_ADAPTER as ADAPTER_MEDIA_TYPE
 from ollmlx.store.store import Model
 
 ENGINES = ("mlx", "llamacpp")
@@ -36,7 +35,7 @@ def choose_engine(model: Model) -> str:
 
 def default_gguf_engine() -> str:
     """mlx where it runs on a GPU (Metal on macOS arm64, a CUDA build with an NVIDIA driver);
-    elsewhere llama.cpp, measured 5-11x faster than mlx on CPU (docs/supported-models.md).
+    elsewhere llama.cpp, measured 3-11x faster than mlx on CPU (docs/supported-models.md).
     Decided from package metadata and the platform: the server never imports an engine."""
     if sys.platform == "darwin" and platform.machine() == "arm64":
         return "mlx"
@@ -56,17 +55,9 @@ def _installed(*dists: str) -> bool:
     return False
 
 
-def adapter_files(model: Model) -> list[str]:
-    """Adapter blob paths in the order the MLX loader links them: an mlx-lm LoRA adapter's
-    weights (`adapters.safetensors`) first, then its `adapter_config.json`; a GGUF adapter alone."""
-    layers = model.manifest.layers_of(ADAPTER_MEDIA_TYPE)
-    ordered = sorted(layers, key=lambda x: (not (x.name or "").endswith(".safetensors"), x.name or ""))
-    return [str(model.blobs.path(x.digest)) for x in ordered]
-
-
 def model_spec(model: Model) -> ModelSpec:
     name = model.name.display_shortest()
-    adapters = adapter_files(model)
+    adapters = [str(p) for p in model.adapter_paths]
     if model.format == "gguf":
         path = model.gguf_path
         return ModelSpec(format="gguf", gguf_path=str(path) if path else None, adapters=adapters, name=name)
