@@ -14,6 +14,7 @@ from ollmlx import config
 from ollmlx.options import load_time_options
 from ollmlx.runner.protocol import ModelSpec
 from ollmlx.sched.scheduler import LoadRequest
+from ollmlx.store.manifests import MT_ADAPTER as ADAPTER_MEDIA_TYPE
 from ollmlx.store.store import Model
 
 ENGINES = ("mlx", "llamacpp")
@@ -55,9 +56,17 @@ def _installed(*dists: str) -> bool:
     return False
 
 
+def adapter_files(model: Model) -> list[str]:
+    """Adapter blob paths in the order the MLX loader links them: an mlx-lm LoRA adapter's
+    weights (`adapters.safetensors`) first, then its `adapter_config.json`; a GGUF adapter alone."""
+    layers = model.manifest.layers_of(ADAPTER_MEDIA_TYPE)
+    ordered = sorted(layers, key=lambda x: (not (x.name or "").endswith(".safetensors"), x.name or ""))
+    return [str(model.blobs.path(x.digest)) for x in ordered]
+
+
 def model_spec(model: Model) -> ModelSpec:
     name = model.name.display_shortest()
-    adapters = [str(p) for p in model.adapter_paths]
+    adapters = adapter_files(model)
     if model.format == "gguf":
         path = model.gguf_path
         return ModelSpec(format="gguf", gguf_path=str(path) if path else None, adapters=adapters, name=name)
