@@ -68,7 +68,7 @@ def threads() -> int:
     """Physical cores less one, at least one. ggml's threads meet at spinning barriers after every
     op: when another process takes a core (the server streaming tokens, anything else on the
     host), a thread waits a whole scheduler slice at each barrier. On a 2-core host under load,
-    two threads decoded 1.6 tok/s and one thread 20 tok/s (docs/supported-models.md).
+    two threads decoded 4.4 tok/s where one thread kept 25-29 (docs/supported-models.md).
     OLLMLX_LLAMACPP_THREADS overrides."""
     forced = os.environ.get("OLLMLX_LLAMACPP_THREADS", "").strip()
     if forced.isdigit() and int(forced) > 0:
