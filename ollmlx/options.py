@@ -246,6 +246,11 @@ def format_params(params: Mapping[str, Sequence[str] | str]) -> dict[str, Any]:
     return out
 
 
+# ollmlx's own Modelfile parameters (not runtime options: merge_options ignores them).
+# `engine` pins a GGUF model to one engine (serve/loading.py:choose_engine).
+OLLMLX_PARAMETERS: dict[str, tuple[str, ...]] = {"engine": ("mlx", "llamacpp")}
+
+
 def parse_parameter(key: str, value: str | Sequence[str]) -> Any | None:
     """Type one Modelfile ``PARAMETER key value`` (parser.go ``CreateRequest`` semantics).
 
@@ -256,6 +261,11 @@ def parse_parameter(key: str, value: str | Sequence[str]) -> Any | None:
     if key in DEPRECATED_PARAMETERS:
         log.warning("warning: parameter %s is deprecated", key)
         return None
+    if key in OLLMLX_PARAMETERS:
+        first = value if isinstance(value, str) else (list(value) or [""])[0]
+        if first not in OLLMLX_PARAMETERS[key]:
+            raise ParameterError(f"invalid {key} value [{first}]: one of {', '.join(OLLMLX_PARAMETERS[key])}")
+        return first
     return format_params({key: value})[key]
 
 

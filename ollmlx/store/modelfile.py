@@ -16,7 +16,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ollmlx.options import DEPRECATED_PARAMETERS, ParameterError, format_params, go_format_value
+from ollmlx.options import (
+    DEPRECATED_PARAMETERS,
+    OLLMLX_PARAMETERS,
+    ParameterError,
+    format_params,
+    go_format_value,
+    parse_parameter,
+)
 
 __all__ = [
     "COMMANDS",
@@ -144,7 +151,8 @@ class Modelfile:
                 log.warning("warning: parameter %s is deprecated", name)
             else:
                 try:
-                    typed = format_params({name: [args]})
+                    typed = ({name: parse_parameter(name, args)} if name in OLLMLX_PARAMETERS
+                             else format_params({name: [args]}))
                 except ParameterError as exc:
                     raise ModelfileError(str(exc)) from None
                 for key, value in typed.items():

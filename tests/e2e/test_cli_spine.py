@@ -10,13 +10,24 @@ import select
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
 import pytest
 
 from helpers import Server
 
 
-def test_list_show_ps_stop(server: Server) -> None:
+@pytest.fixture(scope="module")
+def greedy(server: Server) -> Iterator[str]:
+    """SmolLM2 with temperature 0, so answers are checkable (the default samples at 0.8)."""
+    mf = server.models.parent / "Modelfile.greedy"
+    mf.write_text("FROM smollm2:135m\nPARAMETER temperature 0\n")
+    assert server.cli("create", "smol-greedy", "-f", str(mf)).returncode == 0
+    yield "smol-greedy"
+    server.cli("rm", "smol-greedy")
+
+
+def test_list_show_ps_stop(server: Server, greedy: str) -> None:
     r = server.cli("list")
     assert r.returncode == 0
     lines = r.stdout.splitlines()
@@ -32,8 +43,11 @@ def test_list_show_ps_stop(server: Server) -> None:
     r = server.cli("show", "smollm2:135m", "--license", "--system")
     assert r.returncode == 1 and "only one of" in r.stderr
 
-    r = server.cli("run", "smollm2:135m", "What is the capital of France? Answer briefly.")
+    r = server.cli("run", greedy, "What is the capital of France? Answer briefly.")
     assert r.returncode == 0 and "Paris" in r.stdout
+    server.cli("stop", greedy)
+    r = server.cli("run", "smollm2:135m", "Say hello.")
+    assert r.returncode == 0 and r.stdout.strip()
     r = server.cli("ps")
     assert re.split(r"\s{2,}", r.stdout.splitlines()[0].strip()) == ["NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL"]
     assert "smollm2:135m" in r.stdout and "100% CPU" in r.stdout and "from now" in r.stdout
@@ -44,8 +58,8 @@ def test_list_show_ps_stop(server: Server) -> None:
     assert r.returncode == 1 and 'couldn\'t find model "smollm2:135m" to stop' in r.stderr
 
 
-def test_run_verbose_and_piped_stdin(server: Server) -> None:
-    r = server.cli("run", "smollm2:135m", "--verbose", "Answer briefly.", input="What is the capital of France?")
+def test_run_verbose_and_piped_stdin(server: Server, greedy: str) -> None:
+    r = server.cli("run", greedy, "--verbose", "Answer briefly.", input="What is the capital of France?")
     assert r.returncode == 0 and "Paris" in r.stdout
     for label in ("total duration:", "load duration:", "prompt eval count:", "eval count:", "eval rate:"):
         assert label in r.stderr

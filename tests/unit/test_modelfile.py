@@ -391,3 +391,11 @@ def test_build_model_modelfile_order() -> None:
         "MESSAGE user hi\n"
     )
     assert build_model_modelfile("x").to_text() == "FROM x\n"
+
+
+def test_ollmlx_engine_parameter() -> None:
+    """ollmlx's own `PARAMETER engine` pins a GGUF model to an engine; other values are refused."""
+    fields = parse_modelfile("FROM x\nPARAMETER engine llamacpp\n").create_fields()
+    assert fields.parameters == {"engine": "llamacpp"}
+    with pytest.raises(ModelfileError, match=r"invalid engine value \[cuda\]"):
+        parse_modelfile("FROM x\nPARAMETER engine cuda\n").create_fields()
