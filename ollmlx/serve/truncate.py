@@ -17,6 +17,9 @@ from typing import Any
 log = logging.getLogger("ollmlx.serve")
 
 IMAGE_TOKENS = 768  # what Ollama charges per image on a model with a projector
+# A token covers at least one byte of text, but for a BOS and a SentencePiece dummy prefix: a
+# prompt of n bytes has at most n + SPECIAL_SLACK tokens, so a short one needs no tokenizing.
+SPECIAL_SLACK = 4
 
 Message = dict[str, Any]
 Render = Callable[[list[Message]], str]
@@ -43,7 +46,10 @@ async def fit_messages(msgs: list[Message], render: Render, tokenize: Tokenize, 
     for start in range(len(msgs)):
         kept = [m for m in msgs[:start] if m.get("role") == "system"] + msgs[start:]
         prompt = render(kept)
-        used = len(await tokenize(prompt)) + _image_tokens(msgs[start:], per_image)
+        images = _image_tokens(msgs[start:], per_image)
+        if start == 0 and len(prompt.encode()) + SPECIAL_SLACK + images <= num_ctx:
+            return Fitted(kept, prompt, 0)  # fits whatever the tokenizer does: no round trip
+        used = len(await tokenize(prompt)) + images
         if used <= num_ctx or start == last:
             if start:
                 log.debug("truncating input messages which exceed context length: kept %d of %d",

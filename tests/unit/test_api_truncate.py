@@ -36,9 +36,14 @@ HISTORY = [m("system", "sys"), m("user", "a b c d"), m("assistant", "e f g h"), 
 
 
 def test_everything_fits_in_one_tokenization() -> None:
-    out = fit(HISTORY, 100)
+    out = fit(HISTORY, 30)
     assert out.messages == HISTORY and out.dropped == 0 and len(calls) == 1
     assert out.prompt == render(HISTORY)
+
+
+def test_a_prompt_shorter_in_bytes_than_the_context_is_not_tokenized() -> None:
+    out = fit(HISTORY, len(render(HISTORY).encode()) + 4)
+    assert out.messages == HISTORY and calls == []
 
 
 def test_oldest_go_first_system_and_last_stay() -> None:
