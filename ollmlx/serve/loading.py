@@ -35,15 +35,32 @@ def choose_engine(model: Model) -> str:
 
 
 def default_gguf_engine() -> str:
-    """mlx where it runs on a GPU (Metal on macOS arm64, a CUDA build with an NVIDIA driver);
-    elsewhere llama.cpp, measured 3-11x faster than mlx on CPU (docs/supported-models.md).
+    """mlx on macOS arm64 (Metal); llama.cpp wherever it is installed with the GPU, or where mlx
+    has no GPU either; mlx with a GPU next to a CPU-only llama.cpp. llama.cpp measured 3-11x faster than mlx on CPU (docs/supported-models.md).
     Decided from package metadata and the platform: the server never imports an engine."""
     if sys.platform == "darwin" and platform.machine() == "arm64":
         return "mlx"
-    if os.environ.get("OLLMLX_MLX_DEVICE") == "gpu" or (_installed("mlx-cuda-12", "mlx-cuda-13")
-                                                          and Path("/proc/driver/nvidia/version").exists()):
+    llama = importlib.util.find_spec("llama_cpp")
+    if llama is None:
         return "mlx"
-    return "llamacpp" if importlib.util.find_spec("llama_cpp") is not None else "mlx"
+    # On NVIDIA, a CUDA build of llama.cpp decodes GGUF 2.8x (1 stream) to 5x (16 streams) faster
+    # than mlx-cuda on the same Q4_0 file (H200, bench/results/gpu/h200-gguf-engines-*): it wins
+    # wherever it has the GPU. Only a CPU-only llama.cpp next to mlx-cuda leaves GGUF on mlx.
+    mlx_gpu = os.environ.get("OLLMLX_MLX_DEVICE") == "gpu" or (
+        _installed("mlx-cuda-12", "mlx-cuda-13") and Path("/proc/driver/nvidia/version").exists())
+    if mlx_gpu and not _llama_cpp_has_gpu(llama):
+        return "mlx"
+    return "llamacpp"
+
+
+def _llama_cpp_has_gpu(spec: Any) -> bool:
+    """Whether llama-cpp-python was built with a GPU backend: its backend libraries are files
+    next to the package (checked without importing it, as the server never loads an engine)."""
+    for location in spec.submodule_search_locations or []:
+        lib = Path(location) / "lib"
+        if lib.is_dir() and (any(lib.glob("libggml-cuda*")) or any(lib.glob("libggml-vulkan*"))):
+            return True
+    return False
 
 
 def _installed(*dists: str) -> bool:
