@@ -9,7 +9,7 @@ case "$1" in
   build)
     rm -rf /tmp/lcp && mkdir -p /tmp/lcp && tar -xzf .sdist/llama-cpp-python-slim.tar.gz -C /tmp/lcp
     CMAKE_ARGS="-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=90 -DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF" \
-      CMAKE_BUILD_PARALLEL_LEVEL=16 pip install -q --no-build-isolation --no-deps --target /tmp/site /tmp/lcp/llama_cpp_python-0.3.36
+      CMAKE_BUILD_PARALLEL_LEVEL=16 python -m pip install -q --no-build-isolation --no-deps --target /tmp/site /tmp/lcp/llama_cpp_python-0.3.36
     python -c "import llama_cpp; print('llama_cpp', llama_cpp.__version__, 'gpu offload', llama_cpp.llama_supports_gpu_offload())" ;;
   bench)
     shape=${2:-llama-3.2-1b}
