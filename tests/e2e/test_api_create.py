@@ -230,3 +230,55 @@ def test_lora_adapter_end_to_end(server: Server, tmp_path: Path) -> None:
         assert not [m for m in ps if m["name"].startswith("smol-lora")]
     finally:
         delete(server, *names)
+
+
+def test_modelfile_instructions_through_the_cli(server: Server, tmp_path: Path) -> None:
+    """§14: every instruction (case-insensitive, comments, a UTF-8 BOM, bare / "…" / \"\"\"…\"\"\"
+    values, repeated PARAMETER stop and LICENSE) through `ollmlx create`, read back by /api/show."""
+    mf = tmp_path / "Modelfile"
+    mf.write_bytes(("\ufeff# a comment\n"
+                    f"from {smollm2_gguf()}\n"
+                    "PARAMETER temperature 0.3\nparameter stop \"<|im_end|>\"\nPARAMETER stop END\n"
+                    'TEMPLATE """{{ .System }}\n{{ .Prompt }}"""\n'
+                    'System "Be brief."\n'
+                    "LICENSE MIT\nLICENSE \"\"\"Second\nlicense\"\"\"\n"
+                    "MESSAGE user Hi there\nMESSAGE assistant Hello!\n"
+                    "REQUIRES 0.14\nRENDERER none-renderer\nPARSER none-parser\n").encode())
+    r = server.cli("create", "smol-mf", "-f", str(mf))
+    try:
+        assert r.returncode == 0, r.stderr
+        s = show(server, "smol-mf")
+        assert s["template"] == "{{ .System }}\n{{ .Prompt }}" and s["system"] == "Be brief."
+        assert s["license"] == "MIT\nSecond\nlicense"
+        assert s["messages"] == [{"role": "user", "content": "Hi there"}, {"role": "assistant", "content": "Hello!"}]
+        assert s["parameters"].splitlines() == ['stop                           "<|im_end|>"',
+                                                'stop                           "END"',
+                                                'temperature                    0.3']
+        assert (s["renderer"], s["parser"], s["requires"]) == ("none-renderer", "none-parser", "0.14")
+        # parser.go quote: a value with a newline (and no `"`) is wrapped in "…"
+        assert 'TEMPLATE "{{ .System }}\n{{ .Prompt }}"\nSYSTEM Be brief.\nRENDERER none-renderer\n' in s["modelfile"]
+        assert 'LICENSE MIT\nLICENSE "Second\nlicense"\nMESSAGE user Hi there\n' in s["modelfile"]
+    finally:
+        delete(server, "smol-mf")
+
+
+@pytest.mark.parametrize(("text", "error"), [
+    ("SYSTEM hi\n", "Error: no FROM line"),
+    ("FROM smollm2:135m\nMESSAGE robot hi\n",
+     'Error: (line 2): message role must be one of "system", "user", or "assistant"'),
+    ("FROM smollm2:135m\nREQUIRES latest\n", "Error: requires must be a valid semver (e.g. 0.14.0)"),
+    ("FROM smollm2:135m\nFOO bar\n",
+     'Error: (line 2): command must be one of "from", "license", "template", "system", "adapter", "draft", '
+     '"renderer", "parser", "parameter", "message", or "requires"'),
+    ("FROM smollm2:135m\nPARAMETER nonsense 1\n", "Error: unknown parameter 'nonsense'"),
+    ("FROM smollm2:135m\nPARAMETER temperature hot\n", "Error: invalid float value [hot]"),
+    ("FROM smollm2:135m\nPARAMETER num_ctx 1.5\n", "Error: invalid int value [1.5]"),
+    ("FROM smollm2:135m\nTEMPLATE {{ .Prompt\n", "Error: template error: template: :1: unclosed action"),
+])
+def test_modelfile_errors_through_the_cli(server: Server, tmp_path: Path, text: str, error: str) -> None:
+    """§7, §14: the parser's and the server's errors, as `ollmlx create` prints them."""
+    mf = tmp_path / "Modelfile"
+    mf.write_text(text)
+    r = server.cli("create", "smol-bad", "-f", str(mf))
+    assert r.returncode == 1 and r.stderr.strip().splitlines()[-1] == error, r.stderr
+    assert httpx.post(server.url + "/api/show", json={"model": "smol-bad"}).status_code == 404
