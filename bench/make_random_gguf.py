@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_random_model import SHAPES  # noqa: E402
+from make_random_model import SHAPES
 
 
 def byte_alphabet() -> list[str]:

@@ -13,7 +13,6 @@ import pytest
 from ollmlx.text import ollama_template as ot
 from ollmlx.text.gotemplate import TemplateError
 
-
 # A copy of ../shared/conformance/ollama-templates (Ollama's template library with expected
 # renderings) lives in tests/data so the suite is complete on a clean clone; OLLMLX_SHARED points
 # at another copy of the shared folder.
