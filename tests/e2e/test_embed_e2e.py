@@ -16,7 +16,7 @@ import numpy as np
 import ollama
 import pytest
 
-from helpers import Server, create_smollm2, minilm_dir, running_server
+from helpers import Server, create_smollm2, minilm_dir, minilm_reference, running_server
 from ollmlx.errors import BadRequest
 from ollmlx.serve.embed import normalize
 
@@ -55,13 +55,6 @@ def minilm(server: Server) -> str:
     return MODEL
 
 
-@pytest.fixture(scope="module")
-def st_model() -> Any:
-    from sentence_transformers import SentenceTransformer
-
-    return SentenceTransformer(str(minilm_dir()), device="cpu")
-
-
 @pytest.mark.slow
 def test_import_keeps_sentence_transformers_files(server: Server, minilm: str) -> None:
     manifest = json.loads((server.models / "manifests/registry.ollama.ai/library/all-minilm/latest").read_text())
@@ -72,18 +65,18 @@ def test_import_keeps_sentence_transformers_files(server: Server, minilm: str) -
 
 
 @pytest.mark.slow
-def test_embed_matches_sentence_transformers(server: Server, minilm: str, st_model: Any) -> None:
+def test_embed_matches_sentence_transformers(server: Server, minilm: str) -> None:
     """§4: a batch through the live server equals sentence-transformers run here (cosine > 0.9999),
     every vector has unit length, and prompt_eval_count counts every input's tokens."""
     r = post(server, "/api/embed", {"model": minilm, "input": TEXTS})
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["model"] == minilm and len(body["embeddings"]) == len(TEXTS)
-    ref = st_model.encode(TEXTS)
+    ref = [minilm_reference(t)["normalized"] for t in TEXTS]
     cos = cosines(body["embeddings"], ref)
     assert np.all(cos > 0.9999), cos
     assert np.allclose(np.linalg.norm(body["embeddings"], axis=-1), 1.0, atol=1e-5)
-    assert body["prompt_eval_count"] == sum(len(st_model.tokenizer(t)["input_ids"]) for t in TEXTS)
+    assert body["prompt_eval_count"] == sum(minilm_reference(t)["tokens"] for t in TEXTS)
     assert body["total_duration"] >= body["load_duration"] > 0
 
 
@@ -198,8 +191,6 @@ def test_concurrent_requests(server: Server, minilm: str) -> None:
 def test_legacy_route_is_not_normalised(server: Server, tmp_path: Path) -> None:
     """§5: /api/embeddings returns the runner's vector as is. A copy of MiniLM whose modules.json
     drops Normalize gives raw mean-pooled vectors; /api/embed normalises them, the legacy route not."""
-    from sentence_transformers import SentenceTransformer
-
     raw_dir = tmp_path / "minilm-raw"
     shutil.copytree(minilm_dir(), raw_dir)
     modules = json.loads((raw_dir / "modules.json").read_text())
@@ -208,7 +199,7 @@ def test_legacy_route_is_not_normalised(server: Server, tmp_path: Path) -> None:
     try:
         text = TEXTS[3]
         legacy = post(server, "/api/embeddings", {"model": "minilm-raw", "prompt": text}).json()["embedding"]
-        ref = SentenceTransformer(str(raw_dir), device="cpu").encode([text])[0]
+        ref = np.array(minilm_reference(text)["raw"])
         assert abs(np.linalg.norm(legacy) - np.linalg.norm(ref)) < 1e-3 * np.linalg.norm(ref)
         assert not np.isclose(np.linalg.norm(legacy), 1.0, atol=1e-2)
         assert cosines(legacy, ref) > 0.9999
