@@ -6,4 +6,4 @@ scripts/setup.sh test
 . .venv/bin/activate
 ruff check ollmlx tests bench
 mypy
-pytest "$@"
+pytest --durations=40 "$@"
