@@ -42,3 +42,14 @@ def runner_env(engine: str) -> dict[str, str]:
             env["LD_PRELOAD"] = " ".join(p for p in (blas, env.get("LD_PRELOAD", "")) if p)
             env["OLLMLX_BLAS"] = blas
     return env
+
+
+if __name__ == "__main__":
+    # `eval "$(python -m ollmlx.runner.env)"`: a shell (the test script) gets what a runner gets, for
+    # processes that load an engine themselves.
+    import shlex
+
+    _env = runner_env("mlx")
+    for _key in ("LD_PRELOAD", "OLLMLX_BLAS"):
+        if _key in _env:
+            print(f"export {_key}={shlex.quote(_env[_key])}")

@@ -91,6 +91,11 @@ def test_one_info_line_per_request(server: Server) -> None:
     assert int(gen[-1][1]) == out["prompt_eval_count"]
     assert re.search(rf"msg=chat model={re.escape(MODEL)} engine=\S+ runner_pid={pid} .* eval_tokens=2 .* ended=length", log)
     assert re.search(r'msg=200 \| [\d.]+s \| 127\.0\.0\.1 \| POST "/api/chat"', log)
+    # the access line is written after the response went out: give the server a moment
+    deadline = time.monotonic() + 10
+    while 'GET "/api/x\\ntime=forged' not in log and time.monotonic() < deadline:
+        time.sleep(0.05)
+        log = server.log()
     assert 'GET "/api/x\\ntime=forged level=ERROR"' in log
     assert "\ntime=forged" not in log
 
