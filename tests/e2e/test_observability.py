@@ -79,23 +79,25 @@ def test_one_info_line_per_request(server: Server) -> None:
     """Each generation logs model, engine, runner pid, tokens, durations and why it ended; every
     HTTP request logs status, duration, client, method and path (quoted: no forged lines)."""
     out = generate(server, 3)
-    r = httpx.post(server.url + "/api/chat", json={"model": MODEL, "stream": False, "options": {"num_predict": 2},
+    r = httpx.post(server.url + "/api/chat", json={"model": MODEL, "stream": False,
+                                                   "options": {"num_predict": 2, "temperature": 0},
                                                    "messages": [{"role": "user", "content": "hi"}]}, timeout=120)
     assert r.status_code == 200
     httpx.get(server.url + "/api/x%0Atime=forged level=ERROR")
-    log = server.log()
     pid = server.runners()[0]
+    chat_line = rf"msg=chat model={re.escape(MODEL)} engine=\S+ runner_pid={pid} .* eval_tokens=2 .* ended=length"
+    # log lines are written after the response went out: give the server a moment
+    deadline = time.monotonic() + 10
+    log = server.log()
+    while not ('GET "/api/x\\ntime=forged' in log and re.search(chat_line, log)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        log = server.log()
     gen = re.findall(rf"msg=generate model={re.escape(MODEL)} engine=(\S+) runner_pid={pid} "
                      rf"prompt_tokens=(\d+) eval_tokens=3 load=[\d.]+s ttft=[\d.]+s total=[\d.]+s ended=length", log)
     assert gen, log[-3000:]
     assert int(gen[-1][1]) == out["prompt_eval_count"]
-    assert re.search(rf"msg=chat model={re.escape(MODEL)} engine=\S+ runner_pid={pid} .* eval_tokens=2 .* ended=length", log)
+    assert re.search(chat_line, log), log[-3000:]
     assert re.search(r'msg=200 \| [\d.]+s \| 127\.0\.0\.1 \| POST "/api/chat"', log)
-    # the access line is written after the response went out: give the server a moment
-    deadline = time.monotonic() + 10
-    while 'GET "/api/x\\ntime=forged' not in log and time.monotonic() < deadline:
-        time.sleep(0.05)
-        log = server.log()
     assert 'GET "/api/x\\ntime=forged level=ERROR"' in log
     assert "\ntime=forged" not in log
 
