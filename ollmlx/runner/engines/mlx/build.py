@@ -36,14 +36,50 @@ def build_model(config: dict[str, Any], weights: dict[str, mx.array]) -> nn.Modu
 def dequantize_for_cpu(model: nn.Module, dtype: mx.Dtype = mx.float32) -> int:
     """Replace quantized layers by dense ones: MLX's CPU quantized matmul is scalar code, while a
     dense float32 matmul goes through BLAS. Returns how many layers were converted."""
-    from mlx_lm.utils import dequantize_model
+    from mlx.utils import tree_unflatten
+    from mlx_lm.models.switch_layers import QuantizedSwitchLinear, SwitchLinear
 
-    n = sum(1 for _, m in model.named_modules() if isinstance(m, nn.QuantizedLinear | nn.QuantizedEmbedding))
-    if n:
-        dequantize_model(model)
+    dense: list[tuple[str, nn.Module]] = []
+    for name, module in model.named_modules():
+        bias = "bias" in module
+        kwargs: dict[str, Any] = {"bias": bias}
+        if isinstance(module, nn.QuantizedLinear):
+            cls: Any = nn.Linear
+        elif isinstance(module, nn.QuantizedEmbedding):
+            cls, kwargs = nn.Embedding, {}
+        elif isinstance(module, QuantizedSwitchLinear):
+            cls = SwitchLinear
+        else:
+            continue
+        weight = dense_weight(module, dtype)
+        layer = cls(*weight.shape[::-1], **kwargs)
+        if bias:
+            layer.bias = module.bias.astype(dtype)
+        layer.weight = weight
+        dense.append((name, layer))
+        mx.eval(weight)  # one layer at a time: the peak stays one float32 layer above the model
+    if dense:
+        model.update_modules(tree_unflatten(dense))
         model.update(_cast(model.parameters(), dtype))
         mx.eval(model.parameters())
-    return n
+    return len(dense)
+
+
+def dense_weight(module: nn.Module, dtype: mx.Dtype) -> mx.array:
+    """A quantized layer's weight, dense. Affine 2/4/8-bit packs whole values into each uint32:
+    unpacking with shifts and one multiply-add runs as vectorised elementwise ops, ~4x faster on a
+    CPU than mx.dequantize's kernel (0.13 s vs 0.5 s for SmolLM2's 28M-entry embedding), which
+    makes up most of a runner's load time there. Other modes and widths take mx.dequantize."""
+    bits, group = int(module.bits), int(module.group_size)
+    mode = getattr(module, "mode", "affine")
+    w = module.weight
+    if mode != "affine" or bits not in (2, 4, 8) or w.dtype != mx.uint32 or getattr(module, "biases", None) is None:
+        return mx.dequantize(w, module.scales, module.biases, group, bits, mode).astype(dtype)
+    shifts = mx.arange(0, 32, bits, dtype=mx.uint32)
+    values = (w[..., None] >> shifts) & ((1 << bits) - 1)
+    values = values.reshape(*w.shape[:-1], -1, group).astype(dtype)
+    out = values * module.scales[..., None].astype(dtype) + module.biases[..., None].astype(dtype)
+    return out.reshape(*w.shape[:-1], -1)
 
 
 def _cast(tree: Any, dtype: mx.Dtype) -> Any:
