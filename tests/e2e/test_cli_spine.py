@@ -21,13 +21,23 @@ from helpers import Server
 def greedy(server: Server) -> Iterator[str]:
     """SmolLM2 with temperature 0, so answers are checkable (the default samples at 0.8)."""
     mf = server.models.parent / "Modelfile.greedy"
-    mf.write_text("FROM smollm2:135m\nPARAMETER temperature 0\n")
+    mf.write_text("FROM smollm2:135m\nPARAMETER temperature 0\nPARAMETER num_predict 48\n")
     assert server.cli("create", "smol-greedy", "-f", str(mf)).returncode == 0
     yield "smol-greedy"
     server.cli("rm", "smol-greedy")
 
 
-def test_list_show_ps_stop(server: Server, greedy: str) -> None:
+@pytest.fixture(scope="module")
+def short(server: Server) -> Iterator[str]:
+    """SmolLM2 as sampled by default, but 16 tokens at most (a sampled answer can run long)."""
+    mf = server.models.parent / "Modelfile.short"
+    mf.write_text("FROM smollm2:135m\nPARAMETER num_predict 16\n")
+    assert server.cli("create", "smol-short", "-f", str(mf)).returncode == 0
+    yield "smol-short"
+    server.cli("rm", "smol-short")
+
+
+def test_list_show_ps_stop(server: Server, greedy: str, short: str) -> None:
     r = server.cli("list")
     assert r.returncode == 0
     lines = r.stdout.splitlines()
@@ -46,16 +56,16 @@ def test_list_show_ps_stop(server: Server, greedy: str) -> None:
     r = server.cli("run", greedy, "What is the capital of France? Answer briefly.")
     assert r.returncode == 0 and "Paris" in r.stdout
     server.cli("stop", greedy)
-    r = server.cli("run", "smollm2:135m", "Say hello.")
+    r = server.cli("run", short, "Say hello.")
     assert r.returncode == 0 and r.stdout.strip()
     r = server.cli("ps")
     assert re.split(r"\s{2,}", r.stdout.splitlines()[0].strip()) == ["NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL"]
-    assert "smollm2:135m" in r.stdout and "100% CPU" in r.stdout and "from now" in r.stdout
-    r = server.cli("stop", "smollm2:135m")
+    assert f"{short}:latest" in r.stdout and "100% CPU" in r.stdout and "from now" in r.stdout
+    r = server.cli("stop", short)
     assert r.returncode == 0
-    assert "smollm2:135m" not in server.cli("ps").stdout
-    r = server.cli("stop", "smollm2:135m")
-    assert r.returncode == 1 and 'couldn\'t find model "smollm2:135m" to stop' in r.stderr
+    assert short not in server.cli("ps").stdout
+    r = server.cli("stop", short)
+    assert r.returncode == 1 and f'couldn\'t find model "{short}" to stop' in r.stderr
 
 
 def test_run_verbose_and_piped_stdin(server: Server, greedy: str) -> None:

@@ -45,7 +45,7 @@ def test_gguf_and_mlx_directory_agree(server: Server, mlx_dir: Path, tmp_path: P
         for model in ("smollm2:135m", "smol-mlx-dir"):
             resp = httpx.post(server.url + "/api/generate", timeout=300, json={
                 "model": model, "prompt": prompt, "system": "You are a helpful assistant.",
-                "stream": False, "keep_alive": 0,
+                "stream": False,
                 "options": {"temperature": 0, "num_predict": 24}}).json()
             outs.append((resp["response"], resp["eval_count"], resp["context"]))
         assert outs[0] == outs[1], prompt
