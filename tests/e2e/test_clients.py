@@ -8,6 +8,7 @@ import json
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -17,11 +18,24 @@ from langchain_core.language_models import BaseChatModel
 from langchain_ollama import ChatOllama
 from langchain_tests.integration_tests import ChatModelIntegrationTests
 
-from helpers import Server
+from helpers import Server, create_smollm2, running_server
 from tools_model import WEATHER_TOOL, ensure_tools_model, openai_few_shot
 
 MODEL = "smollm2:135m"
 QUESTION = "What is the capital of France? Answer briefly."
+
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """These clients test the wire, not an engine: a server of this module's own on the host's
+    default engine for GGUF (llama.cpp on this CPU, 4x MLX's decode speed), which keeps the
+    LangChain standard suite's ~100 generations affordable. The MLX engine's API is tested
+    through the same routes by the other modules."""
+    with running_server(tmp_path_factory.mktemp("clients")) as srv:
+        create_smollm2(srv)
+        yield srv
+
 
 NODE_SCRIPT = """
 import { Ollama } from 'ollama'
