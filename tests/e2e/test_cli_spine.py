@@ -17,24 +17,24 @@ import pytest
 from helpers import Server
 
 
+def derived(server: Server, name: str, parameters: str) -> Iterator[str]:
+    mf = server.models.parent / f"Modelfile.{name}"
+    mf.write_text(f"FROM smollm2:135m\n{parameters}")
+    assert server.cli("create", name, "-f", str(mf)).returncode == 0
+    yield name
+    server.cli("rm", name)
+
+
 @pytest.fixture(scope="module")
 def greedy(server: Server) -> Iterator[str]:
     """SmolLM2 with temperature 0, so answers are checkable (the default samples at 0.8)."""
-    mf = server.models.parent / "Modelfile.greedy"
-    mf.write_text("FROM smollm2:135m\nPARAMETER temperature 0\nPARAMETER num_predict 48\n")
-    assert server.cli("create", "smol-greedy", "-f", str(mf)).returncode == 0
-    yield "smol-greedy"
-    server.cli("rm", "smol-greedy")
+    yield from derived(server, "smol-greedy", "PARAMETER temperature 0\nPARAMETER num_predict 48\n")
 
 
 @pytest.fixture(scope="module")
 def short(server: Server) -> Iterator[str]:
     """SmolLM2 as sampled by default, but 16 tokens at most (a sampled answer can run long)."""
-    mf = server.models.parent / "Modelfile.short"
-    mf.write_text("FROM smollm2:135m\nPARAMETER num_predict 16\n")
-    assert server.cli("create", "smol-short", "-f", str(mf)).returncode == 0
-    yield "smol-short"
-    server.cli("rm", "smol-short")
+    yield from derived(server, "smol-short", "PARAMETER num_predict 16\n")
 
 
 def test_list_show_ps_stop(server: Server, greedy: str, short: str) -> None:
