@@ -1,0 +1,105 @@
+"""Where a warm turn-2's time to first token goes on the MLX engine (GPU issue: warm TTFT was 31% of
+cold on an H200). Engine level, no server: cold 2,000-token prompt, then several conversations'
+turn 2 on a warm prefix cache, each timed; then the same with mx.clear_cache disabled.
+
+    python bench/probe_warm_ttft.py --model-dir /tmp/llama-3.2-1b
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model-dir", required=True)
+    ap.add_argument("--history", type=int, default=2000)
+    ap.add_argument("--warmup", action="store_true")
+    args = ap.parse_args()
+    import mlx.core as mx
+    from mlx_lm import load
+
+    from ollmlx.runner.engines.mlx.engine import MLXEngine
+    from ollmlx.runner.engines.mlx.loader import LoadedModel
+    from ollmlx.runner.protocol import CompletionRequest, SamplingOptions
+
+    model, tok = load(args.model_dir)
+    config = json.loads((Path(args.model_dir) / "config.json").read_text())
+    loaded = LoadedModel(model, tok, config, 8192, None)
+    engine = MLXEngine(loaded, num_ctx=8192, parallel=16)
+    engine.start()
+    rng = random.Random(0)
+    vocab = int(config["vocab_size"]) - 8
+
+    def run(tokens: list[int], n: int = 8) -> tuple[float, list[int]]:
+        done = threading.Event()
+        out: dict[str, Any] = {}
+        t0 = time.perf_counter()
+
+        def emit(chunk: dict[str, Any]) -> None:
+            if "ttft" not in out and (chunk.get("content") or chunk.get("done")):
+                out["ttft"] = time.perf_counter() - t0
+            if chunk.get("done") or "error" in chunk:
+                out["final"] = chunk
+                done.set()
+
+        engine.submit(CompletionRequest(prompt="", tokens=tokens,
+                                        options=SamplingOptions(temperature=0, num_predict=n)), emit)
+        done.wait(600)
+        return out["ttft"], out["final"]
+
+    def ids(n: int) -> list[int]:
+        return [rng.randrange(10, vocab) for _ in range(n)]
+
+    rows: list[dict[str, Any]] = []
+    run(ids(8), 1)
+    if args.warmup:  # a cached continuation of a short prompt first: are the warm path's kernels shape-specific?
+        h = ids(64)
+        run(h, 8)
+        run(h + ids(28), 8)
+    cold, _ = run(ids(args.history))
+    rows.append({"case": "cold", "ttft_ms": round(cold * 1e3, 1)})
+    for label in ("warm 1", "warm 2", "warm 3", "warm 4"):
+        hist = ids(args.history)
+        run(hist, 8)
+        t, final = run(hist + ids(8) + ids(20), 8)
+        rows.append({"case": label, "ttft_ms": round(t * 1e3, 1), "prompt_eval": final.get("prompt_eval_count")})
+    for n in (1000, 3000, 1500):
+        hist = ids(n)
+        run(hist, 8)
+        t, final = run(hist + ids(8) + ids(20), 8)
+        rows.append({"case": f"warm, {n}-token history", "ttft_ms": round(t * 1e3, 1), "prompt_eval": final.get("prompt_eval_count")})
+    real_clear = mx.clear_cache
+    mx.clear_cache = lambda: None  # type: ignore[assignment]
+    for label in ("warm, no clear_cache 1", "warm, no clear_cache 2"):
+        hist = ids(args.history)
+        run(hist, 8)
+        t, final = run(hist + ids(8) + ids(20), 8)
+        rows.append({"case": label, "ttft_ms": round(t * 1e3, 1), "prompt_eval": final.get("prompt_eval_count")})
+    mx.clear_cache = real_clear
+    for label in ("cold, kernels compiled 1", "cold, kernels compiled 2"):
+        t, _ = run(ids(args.history))
+        rows.append({"case": label, "ttft_ms": round(t * 1e3, 1)})
+    for label in ("short prompt 1", "short prompt 2"):
+        t, _ = run(ids(28), 8)
+        rows.append({"case": label, "ttft_ms": round(t * 1e3, 1)})
+    t0 = time.perf_counter()
+    for _ in range(3):
+        run(ids(28), 33)
+    rows.append({"case": "decode step (ms, approx)", "ttft_ms": round((time.perf_counter() - t0) / 3 / 33 * 1e3, 2)})
+    engine.stop()
+    for r in rows:
+        print(json.dumps(r))
+
+
+if __name__ == "__main__":
+    main()
