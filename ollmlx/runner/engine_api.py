@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -30,3 +31,24 @@ class EngineError(Exception):
     def __init__(self, message: str, status: int = 500) -> None:
         super().__init__(message)
         self.status = status
+
+
+def final_chunk(req: CompletionRequest, reason: str, prompt: list[int], out: list[int], n_cached: int,
+                t_insert: float, t_first: float) -> dict[str, Any]:
+    """A sequence's last chunk, the same for every engine: counts and nanosecond durations
+    (prompt eval from admission to the first token; eval from there to now)."""
+    now = time.perf_counter()
+    t_first = t_first or now
+    t_insert = t_insert or now
+    final: dict[str, Any] = {
+        "done": True,
+        "done_reason": reason,
+        "prompt_eval_count": max(1, len(prompt) - n_cached),
+        "prompt_eval_duration": int((t_first - t_insert) * 1e9),
+        "eval_count": len(out),
+        "eval_duration": int((now - t_first) * 1e9),
+        "cached_tokens": n_cached,
+    }
+    if req.return_tokens:
+        final["tokens"] = prompt + out
+    return final

@@ -15,7 +15,6 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +22,7 @@ import llama_cpp
 import numpy as np
 
 from ollmlx.runner.context_window import fit_prompt
+from ollmlx.runner.engine_api import Emit, final_chunk
 from ollmlx.runner.engines.llamacpp import host
 from ollmlx.runner.engines.llamacpp.model import LlamaCppModel
 from ollmlx.runner.engines.llamacpp.sampling import SequenceSampler, format_grammar
@@ -30,7 +30,6 @@ from ollmlx.runner.protocol import CompletionRequest
 from ollmlx.runner.stops import StopMatcher
 
 log = logging.getLogger("ollmlx.runner.llamacpp")
-Emit = Callable[[dict[str, Any]], None]
 
 
 @dataclass
@@ -308,21 +307,7 @@ class LlamaCppEngine:
         return out
 
     def _final(self, seq: _Seq, reason: str) -> dict[str, Any]:
-        now = time.perf_counter()
-        t_first = seq.t_first or now
-        t_insert = seq.t_insert or now
-        final: dict[str, Any] = {
-            "done": True,
-            "done_reason": reason,
-            "prompt_eval_count": max(1, len(seq.prompt) - seq.n_cached),
-            "prompt_eval_duration": int((t_first - t_insert) * 1e9),
-            "eval_count": len(seq.out),
-            "eval_duration": int((now - t_first) * 1e9),
-            "cached_tokens": seq.n_cached,
-        }
-        if seq.req.return_tokens:
-            final["tokens"] = seq.prompt + seq.out
-        return final
+        return final_chunk(seq.req, reason, seq.prompt, seq.out, seq.n_cached, seq.t_insert, seq.t_first)
 
     def _finish(self, seq: _Seq, reason: str, *, flush: bool) -> None:
         if flush:

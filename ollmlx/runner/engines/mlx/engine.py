@@ -11,7 +11,6 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -20,6 +19,7 @@ from mlx_lm.generate import BatchGenerator
 from mlx_lm.models.cache import LRUPromptCache, can_trim_prompt_cache, trim_prompt_cache
 
 from ollmlx.runner.context_window import fit_prompt
+from ollmlx.runner.engine_api import Emit, final_chunk
 from ollmlx.runner.engines.mlx.constrained import GrammarProcessor, Grammars
 from ollmlx.runner.engines.mlx.loader import LoadedModel
 from ollmlx.runner.engines.mlx.sampling import make_processors, make_sampler
@@ -27,7 +27,6 @@ from ollmlx.runner.protocol import CompletionRequest
 from ollmlx.runner.stops import StopMatcher
 
 log = logging.getLogger("ollmlx.runner.mlx")
-Emit = Callable[[dict[str, Any]], None]
 
 
 @dataclass
@@ -241,21 +240,7 @@ class MLXEngine:
             self._finish(seq, "length", r)
 
     def _final(self, seq: _Seq, reason: str) -> dict[str, Any]:
-        now = time.perf_counter()
-        t_first = seq.t_first or now
-        t_insert = seq.t_insert or now
-        final: dict[str, Any] = {
-            "done": True,
-            "done_reason": reason,
-            "prompt_eval_count": max(1, len(seq.tokens) - seq.n_cached),
-            "prompt_eval_duration": int((t_first - t_insert) * 1e9),
-            "eval_count": len(seq.out),
-            "eval_duration": int((now - t_first) * 1e9),
-            "cached_tokens": seq.n_cached,
-        }
-        if seq.req.return_tokens:
-            final["tokens"] = seq.tokens + seq.out
-        return final
+        return final_chunk(seq.req, reason, seq.tokens, seq.out, seq.n_cached, seq.t_insert, seq.t_first)
 
     def _finish(self, seq: _Seq, reason: str, r: Any) -> None:
         assert seq.stops is not None
