@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import Field, StrictBool, StrictInt, StrictStr
 
-from ollmlx.api.compat import go_kind
+from ollmlx.api.gojson import json_kind
 from ollmlx.api.openai_wire import Number
 from ollmlx.api.schemas import ChatRequest, GoModel
 from ollmlx.errors import BadRequest
@@ -111,14 +111,14 @@ def _blocks(content: Any) -> list[dict[str, Any]]:
     if content is None:
         return []
     if not isinstance(content, list):
-        raise BadRequest(f"json: cannot unmarshal {go_kind(content)} into Go value of type []anthropic.ContentBlock")
+        raise BadRequest(f"json: cannot unmarshal {json_kind(content)} into Go value of type []anthropic.ContentBlock")
     for block in content:
         if not isinstance(block, dict):
-            raise BadRequest(f"json: cannot unmarshal {go_kind(block)} into Go value of type anthropic.ContentBlock")
+            raise BadRequest(f"json: cannot unmarshal {json_kind(block)} into Go value of type anthropic.ContentBlock")
         for field, (kind, go_type) in BLOCK_FIELDS.items():
             value = block.get(field)
             if value is not None and not isinstance(value, kind):
-                raise BadRequest(f"json: cannot unmarshal {go_kind(value)} into Go struct field "
+                raise BadRequest(f"json: cannot unmarshal {json_kind(value)} into Go struct field "
                                  f"ContentBlock.messages.content.{field} of type {go_type}")
     return content
 
@@ -185,7 +185,7 @@ def _tool(t: Tool) -> dict[str, Any] | None:
         return None
     schema = t.input_schema
     if schema is not None and not isinstance(schema, dict):
-        raise BadRequest(f'invalid input_schema for tool "{t.name}": json: cannot unmarshal {go_kind(schema)} '
+        raise BadRequest(f'invalid input_schema for tool "{t.name}": json: cannot unmarshal {json_kind(schema)} '
                          "into Go value of type api.ToolFunctionParameters")
     return {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": schema or {}}}
 

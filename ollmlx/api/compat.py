@@ -10,6 +10,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from starlette.responses import Response
 
+from ollmlx.api.gojson import json_kind
 from ollmlx.api.schemas import GoModel
 from ollmlx.api.streaming import join_text
 from ollmlx.api.wire import decode, parse_json
@@ -18,21 +19,6 @@ from ollmlx.errors import BadRequest, OllmlxError, message_of
 log = logging.getLogger("ollmlx.api")
 T = TypeVar("T", bound=GoModel)
 P = ParamSpec("P")
-
-
-def go_kind(value: Any) -> str:
-    """The JSON kind Go names in `cannot unmarshal <kind>` messages."""
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return "null"
 
 
 def go_type_name(value: Any) -> str:
@@ -56,7 +42,7 @@ def decode_body(body: bytes, model: type[T], package: str) -> T:
         raise BadRequest("EOF")
     data = parse_json(body)
     if data is not None and not isinstance(data, dict):
-        raise BadRequest(f"json: cannot unmarshal {go_kind(data)} into Go value of type {package}.{model.GO_NAME}")
+        raise BadRequest(f"json: cannot unmarshal {json_kind(data)} into Go value of type {package}.{model.GO_NAME}")
     return decode(body, model)
 
 

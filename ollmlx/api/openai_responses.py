@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import StrictBool, StrictInt, StrictStr
 
-from ollmlx.api.compat import go_kind
+from ollmlx.api.gojson import json_kind
 from ollmlx.api.openai_wire import Number, decode_image_url, think_from_reasoning_effort, to_tool_calls
 from ollmlx.api.schemas import ChatRequest, GoModel
 from ollmlx.errors import BadRequest
@@ -81,7 +81,7 @@ def _function_output(output: Any) -> tuple[str, list[str]]:
 
 def _item_type(item: Any, i: int) -> str:
     if not isinstance(item, dict):
-        raise BadRequest(f"input[{i}]: json: cannot unmarshal {go_kind(item)} into Go value of type openai.ResponsesInputItem")
+        raise BadRequest(f"input[{i}]: json: cannot unmarshal {json_kind(item)} into Go value of type openai.ResponsesInputItem")
     kind = item.get("type") or ("message" if item.get("role") else "")
     if not kind:
         raise BadRequest(f"input[{i}]: input item missing required 'type' field")
@@ -129,7 +129,7 @@ def _messages(r: ResponsesRequest) -> list[dict[str, Any]]:
         elif kind == "function_call":
             raw = item.get("arguments") or ""
             if not isinstance(raw, str):
-                raise BadRequest(f"input[{i}]: json: cannot unmarshal {go_kind(raw)} into Go struct field "
+                raise BadRequest(f"input[{i}]: json: cannot unmarshal {json_kind(raw)} into Go struct field "
                                  "ResponsesFunctionCall.arguments of type string")
             try:
                 args = json.loads(raw) if raw else {}
@@ -137,7 +137,7 @@ def _messages(r: ResponsesRequest) -> list[dict[str, Any]]:
                 raise BadRequest(f"failed to parse function call arguments: {exc}") from exc
             if args is not None and not isinstance(args, dict):
                 raise BadRequest("failed to parse function call arguments: json: cannot unmarshal "
-                                 f"{go_kind(args)} into Go value of type api.ToolCallFunctionArguments")
+                                 f"{json_kind(args)} into Go value of type api.ToolCallFunctionArguments")
             call = {"id": item.get("call_id") or None,
                     "function": {"name": str(item.get("name") or ""), "arguments": args or {}}}
             if messages and messages[-1]["role"] == "assistant":

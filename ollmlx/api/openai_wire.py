@@ -14,7 +14,8 @@ from typing import Any
 
 from pydantic import Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
-from ollmlx.api.compat import go_kind, go_type_name
+from ollmlx.api.compat import go_type_name
+from ollmlx.api.gojson import json_kind
 from ollmlx.api.schemas import ChatRequest, GenerateRequest, GoModel
 from ollmlx.api.streaming import dumps
 from ollmlx.errors import BadRequest
@@ -301,7 +302,7 @@ def from_chat_request(r: ChatCompletionRequest) -> ChatRequest:
     for tool in r.tools or []:
         fn = tool.get("function")
         if fn is not None and not isinstance(fn, dict):
-            raise BadRequest(f"json: cannot unmarshal {go_kind(fn)} into Go struct field Tool.tools.function "
+            raise BadRequest(f"json: cannot unmarshal {json_kind(fn)} into Go struct field Tool.tools.function "
                              "of type api.ToolFunction")
     effort = r.reasoning.effort if r.reasoning is not None else r.reasoning_effort
     return ChatRequest.model_validate({

@@ -26,10 +26,6 @@ from ollmlx.errors import BadRequest
 T = TypeVar("T", bound=GoModel)
 
 
-def _json_type(value: Any) -> str:
-    return json_kind(value)
-
-
 def parse_json(body: bytes) -> Any:
     """The first JSON value of a body, with Go's syntax errors (json.Decoder semantics)."""
     try:
@@ -71,7 +67,7 @@ def decode(body: bytes, model: type[T]) -> T:
         go_type = model.GO_TYPES.get(field, "string")
         path = ".".join(p for p in loc if not p.isdigit())
         raise BadRequest(
-            f"json: cannot unmarshal {_json_type(value)} into Go struct field {model.GO_NAME}.{path} of type "
+            f"json: cannot unmarshal {json_kind(value)} into Go struct field {model.GO_NAME}.{path} of type "
             f"{go_type if len(loc) == 1 else 'string'}"
         ) from exc
 
