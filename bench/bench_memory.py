@@ -22,6 +22,9 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_mlx_serving import REPO, Proc, free_port, gguf_path, machine, wait_http
 
+sys.path.insert(0, str(REPO / "tests"))
+from helpers import runner_pids  # the test suite's: runners by --parent-pid in /proc
+
 CASES = [
     ("llama.cpp, GGUF", "smol", {"OLLMLX_ENGINE": "llamacpp"}),
     ("mlx, GGUF loaded directly, float32 CPU layout (default)", "smol", {"OLLMLX_ENGINE": "mlx"}),
@@ -36,19 +39,6 @@ def vm_hwm(pid: int) -> int:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) * 1024
     return 0
-
-
-def runner_pids(server_pid: int) -> list[int]:
-    out = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-            if "ollmlx.runner" in cmd and f"--parent-pid {server_pid} " in cmd + " ":
-                out.append(int(d.name))
-    return out
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,21 +48,37 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def runner_pids(parent: int) -> list[int]:
-    """Live `ollmlx.runner` processes started by server `parent` (even after it died)."""
+def processes() -> list[tuple[int, int, str, str]]:
+    """(pid, ppid, state, cmdline) of every process."""
     out = []
     for d in Path("/proc").iterdir():
         if not d.name.isdigit():
             continue
         try:
             stat = (d / "stat").read_text()
-            cmdline = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        state = stat.rsplit(")", 1)[1].split()[0]
-        if "ollmlx.runner" in cmdline and f"--parent-pid {parent} " in cmdline + " " and state != "Z":
-            out.append(int(d.name))
+        fields = stat.rsplit(")", 1)[1].split()
+        out.append((int(d.name), int(fields[1]), fields[0], cmd))
     return out
+
+
+def runner_pids(parent: int) -> list[int]:
+    """Live `ollmlx.runner` processes started by server `parent` (even after it died, wherever
+    they were re-parented to)."""
+    return [p for p, _, state, cmd in processes()
+            if "ollmlx.runner" in cmd and f"--parent-pid {parent} " in cmd + " " and state != "Z"]
+
+
+def wait_for(pred: Callable[[], bool], timeout: float = 20.0, step: float = 0.05) -> bool:
+    """Poll `pred` until it holds or `timeout` seconds pass; whether it held."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(step)
+    return False
 
 
 @dataclass
@@ -149,3 +165,34 @@ def create_smollm2(server: Server, name: str = "smollm2:135m", extra: str = "") 
     modelfile.write_text(f"FROM {smollm2_gguf()}\n{extra}")
     r = server.cli("create", name, "-f", str(modelfile))
     assert r.returncode == 0, r.stderr
+
+
+# -- engine tests (tests/engine): requests straight to an engine object -------------------------
+
+def chat_prompt(model: Any, text: str) -> str:
+    """`text` as one user turn in the model's own chat template (`model.chat_template`)."""
+    from ollmlx.text.jinja_chat import render_chat
+
+    return render_chat(model.chat_template, [{"role": "user", "content": text}])
+
+
+def greedy(prompt: str, n: int = 24, **opts: Any) -> Any:
+    from ollmlx.runner.protocol import CompletionRequest, SamplingOptions
+
+    return CompletionRequest(prompt=prompt, options=SamplingOptions(temperature=0, num_predict=n, **opts))
+
+
+def run(engine: Any, collector: Any, req: Any, timeout: float = 120) -> Any:
+    c = collector()
+    engine.submit(req, c)
+    assert c.done.wait(timeout), "engine did not finish"
+    return c
+
+
+def run_together(engine: Any, collector: Any, reqs: list[Any], timeout: float = 120) -> list[Any]:
+    cs = [collector() for _ in reqs]
+    for req, c in zip(reqs, cs):
+        engine.submit(req, c)
+    for c in cs:
+        assert c.done.wait(timeout), "engine did not finish"
+    return cs

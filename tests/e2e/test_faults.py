@@ -24,7 +24,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from helpers import Server, running_server, smollm2_gguf, start_server, stop_server
+from helpers import (
+    Server,
+    processes,
+    runner_pids,
+    running_server,
+    smollm2_gguf,
+    start_server,
+    stop_server,
+    wait_for,
+)
 from ollmlx.store.blobs import BlobStore
 from ollmlx.store.verify import BlobVerifier, CorruptBlob
 
@@ -33,39 +42,8 @@ LONG = {"model": MODEL, "prompt": "Tell me a very long story about dragons and c
         "options": {"temperature": 0, "num_predict": 400}}
 
 
-def wait_for(pred: Callable[[], bool], timeout: float = 20.0, step: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(step)
-    return False
-
-
-def processes() -> list[tuple[int, int, str, str]]:
-    """(pid, ppid, state, cmdline) of every process."""
-    out = []
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            stat = (d / "stat").read_text()
-            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        out.append((int(d.name), int(fields[1]), fields[0], cmd))
-    return out
-
-
 def zombies_of(pid: int) -> list[int]:
     return [p for p, ppid, state, _ in processes() if ppid == pid and state == "Z"]
-
-
-def runners_of(pid: int) -> list[int]:
-    """Live runners started by server `pid`, wherever they were re-parented to."""
-    return [p for p, _, state, cmd in processes()
-            if "ollmlx.runner" in cmd and f"--parent-pid {pid} " in cmd + " " and state != "Z"]
 
 
 def store_problems(models: Path) -> list[str]:
@@ -145,11 +123,11 @@ def test_runner_sigkill_mid_stream_leaves_no_zombie_or_orphan(server: Server) ->
     assert "error" in lines[-1] and "runner" in lines[-1]["error"], lines[-1]
     assert wait_for(lambda: not os.path.exists(f"/proc/{pid}")), "killed runner not reaped (zombie)"
     assert zombies_of(server.proc.pid) == []
-    assert runners_of(server.proc.pid) == []
+    assert runner_pids(server.proc.pid) == []
     r = httpx.post(server.url + "/api/generate", json={**LONG, "stream": False, "options": {"num_predict": 2}},
                    timeout=120)
     assert r.status_code == 200 and r.json()["done"]
-    assert len(runners_of(server.proc.pid)) == 1 and zombies_of(server.proc.pid) == []
+    assert len(runner_pids(server.proc.pid)) == 1 and zombies_of(server.proc.pid) == []
 
 
 @pytest.mark.slow
@@ -186,7 +164,7 @@ def test_sigterm_during_generation(server: Server, tmp_path: Path) -> None:
             last = lines[-1]
             assert "error" in last and "shutting down" in last["error"], last
             assert all("transport_error" not in x for x in lines), lines[-1]
-        assert wait_for(lambda: runners_of(srv.proc.pid) == [], timeout=10)
+        assert wait_for(lambda: runner_pids(srv.proc.pid) == [], timeout=10)
         upload.thread.join(30)
         assert upload.status != 201 and not BlobStore(server.models).exists(upload.digest)
         assert temp_files(server.models) == []

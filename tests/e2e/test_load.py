@@ -17,14 +17,13 @@ import re
 import statistics
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from helpers import Server, running_server
+from helpers import Server, running_server, wait_for
 
 MODEL = "smollm2:135m"
 BUSY = {"error": "server busy, please try again.  maximum pending requests exceeded"}
@@ -47,15 +46,6 @@ def metric(server: Server, name: str, **labels: str) -> float:
         if m and m.group(1) == name and (m.group(2) or "") == want:
             return float(m.group(3))
     return 0.0
-
-
-def wait_for(pred: Callable[[], bool], timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 class Tally:

@@ -6,22 +6,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from helpers import Server, create_smollm2, running_server
-
-
-def _wait(pred, timeout: float = 20.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return False
+from helpers import Server, create_smollm2, running_server, wait_for
 
 
 def test_runner_killed_mid_stream_reports_error_then_respawns(server: Server) -> None:
@@ -40,7 +30,7 @@ def test_runner_killed_mid_stream_reports_error_then_respawns(server: Server) ->
     assert "error" in lines[-1], lines[-1]
     assert "runner" in lines[-1]["error"]
     assert not lines[-1].get("done")
-    assert _wait(lambda: server.runners() == [])
+    assert wait_for(lambda: server.runners() == [])
     r = httpx.post(server.url + "/api/generate", json={**body, "options": {"num_predict": 3}, "stream": False},
                    timeout=120)
     assert r.status_code == 200 and r.json()["eval_count"] == 3
@@ -78,10 +68,10 @@ def test_server_sigterm_stops_runners_and_sigkill_orphans_exit(tmp_path: Path) -
         (pid,) = srv.runners()
         srv.proc.send_signal(signal.SIGTERM)
         srv.proc.wait(30)
-        assert _wait(lambda: not os.path.exists(f"/proc/{pid}") or srv.runners() == [])
+        assert wait_for(lambda: not os.path.exists(f"/proc/{pid}") or srv.runners() == [])
     with running_server(tmp_path / "b", models=tmp_path / "models") as srv:
         httpx.post(srv.url + "/api/generate", json={"model": "smollm2:135m"}, timeout=120)
         (pid,) = srv.runners()
         srv.proc.kill()  # SIGKILL: the runner must notice and exit on its own
         srv.proc.wait(30)
-        assert _wait(lambda: srv.runners() == [], timeout=10), "runner outlived a killed server"
+        assert wait_for(lambda: srv.runners() == [], timeout=10), "runner outlived a killed server"

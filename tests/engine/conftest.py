@@ -66,10 +66,11 @@ def collector() -> type[Collector]:
 def engine_factory() -> Iterator[Any]:
     from ollmlx.runner.engines.mlx.engine import MLXEngine
 
-    made: list[MLXEngine] = []
+    made: list[Any] = []
 
-    def make(loaded: Any, **kw: Any) -> MLXEngine:
-        e = MLXEngine(loaded, num_ctx=kw.pop("num_ctx", 2048), parallel=kw.pop("parallel", 4), **kw)
+    def make(loaded: Any, engine: Any = MLXEngine, **kw: Any) -> Any:
+        """A started engine (MLX unless `engine` names another class), stopped after the test."""
+        e = engine(loaded, num_ctx=kw.pop("num_ctx", 2048), parallel=kw.pop("parallel", 4), **kw)
         e.start()
         made.append(e)
         return e

@@ -8,14 +8,12 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from helpers import smollm2_gguf
+from helpers import chat_prompt, greedy, run, run_together, smollm2_gguf
 from ollmlx.runner.protocol import CompletionRequest, ModelSpec, SamplingOptions
-from ollmlx.text.jinja_chat import render_chat
 
 QUESTION = "What is the capital of France? Answer briefly."
 
@@ -30,48 +28,17 @@ def smol() -> Any:
 
 
 @pytest.fixture
-def make_engine(smol: Any) -> Iterator[Any]:
+def make_engine(smol: Any, engine_factory: Any) -> Any:
     from ollmlx.runner.engines.llamacpp.engine import LlamaCppEngine
 
-    made: list[LlamaCppEngine] = []
-
     def make(num_ctx: int = 1024, parallel: int = 4) -> LlamaCppEngine:
-        e = LlamaCppEngine(smol, num_ctx=num_ctx, parallel=parallel)
-        e.start()
-        made.append(e)
-        return e
+        return engine_factory(smol, engine=LlamaCppEngine, num_ctx=num_ctx, parallel=parallel)
 
-    yield make
-    for e in made:
-        e.stop()
-
-
-def chat(model: Any, text: str) -> str:
-    return render_chat(model.chat_template, [{"role": "user", "content": text}])
-
-
-def greedy(prompt: str, n: int = 24, **opts: Any) -> CompletionRequest:
-    return CompletionRequest(prompt=prompt, options=SamplingOptions(temperature=0, num_predict=n, **opts))
-
-
-def run(engine: Any, collector: Any, req: CompletionRequest, timeout: float = 120) -> Any:
-    c = collector()
-    engine.submit(req, c)
-    assert c.done.wait(timeout), "engine did not finish"
-    return c
-
-
-def run_together(engine: Any, collector: Any, reqs: list[CompletionRequest]) -> list[Any]:
-    cs = [collector() for _ in reqs]
-    for req, c in zip(reqs, cs):
-        engine.submit(req, c)
-    for c in cs:
-        assert c.done.wait(120), "engine did not finish"
-    return cs
+    return make
 
 
 def test_greedy_answer_paris(smol: Any, make_engine: Any, collector: Any) -> None:
-    c = run(make_engine(), collector, greedy(chat(smol, QUESTION)))
+    c = run(make_engine(), collector, greedy(chat_prompt(smol, QUESTION)))
     assert "Paris" in c.text
     assert c.final["done_reason"] == "stop" and c.final["eval_count"] >= 5
     assert c.final["prompt_eval_count"] > 10 and c.final["eval_duration"] > 0
@@ -127,7 +94,7 @@ def test_embeddings_of_a_generation_model() -> None:
 
 def test_concurrent_sequences_match_solo_runs(smol: Any, make_engine: Any, collector: Any) -> None:
     engine = make_engine(parallel=4)
-    prompts = [chat(smol, q) for q in (QUESTION, "Name three colors.", "What is 2+2?", "Say hello to Bob.")]
+    prompts = [chat_prompt(smol, q) for q in (QUESTION, "Name three colors.", "What is 2+2?", "Say hello to Bob.")]
     solo = [run(engine, collector, greedy(p, 16)).text for p in prompts]
     together = run_together(engine, collector, [greedy(p, 16) for p in prompts])
     assert [c.text for c in together] == solo
@@ -143,9 +110,9 @@ def test_more_requests_than_slots_wait_their_turn(smol: Any, make_engine: Any, c
 
 def test_stop_string_across_tokens_is_not_leaked(smol: Any, make_engine: Any, collector: Any) -> None:
     engine = make_engine()
-    full = run(engine, collector, greedy(chat(smol, QUESTION))).text
+    full = run(engine, collector, greedy(chat_prompt(smol, QUESTION))).text
     assert "France is Paris" in full
-    c = run(engine, collector, greedy(chat(smol, QUESTION), stop=["ce is Par"]))
+    c = run(engine, collector, greedy(chat_prompt(smol, QUESTION), stop=["ce is Par"]))
     assert c.text == full[: full.index("ce is Par")]
     assert c.final["done_reason"] == "stop"
 
@@ -158,13 +125,13 @@ def test_num_predict_limits_tokens(smol: Any, make_engine: Any, collector: Any, 
 
 def test_seed_reproduces_under_batching(smol: Any, make_engine: Any, collector: Any) -> None:
     engine = make_engine()
-    prompt = chat(smol, "Write a sentence about the sea.")
+    prompt = chat_prompt(smol, "Write a sentence about the sea.")
 
     def sampled(seed: int) -> CompletionRequest:
         return CompletionRequest(prompt=prompt, options=SamplingOptions(temperature=1.0, seed=seed, num_predict=20))
 
     alone = run(engine, collector, sampled(42)).text
-    batched = run_together(engine, collector, [sampled(42), greedy(chat(smol, QUESTION)), sampled(7)])
+    batched = run_together(engine, collector, [sampled(42), greedy(chat_prompt(smol, QUESTION)), sampled(7)])
     assert batched[0].text == alone
     others = {run(engine, collector, sampled(s)).text for s in (1, 2, 3)}
     assert len(others | {alone}) > 1, "different seeds never changed the output"
@@ -188,7 +155,7 @@ def test_format_json_and_schema_always_parse(smol: Any, make_engine: Any, collec
     schema = {"type": "object", "properties": {"city": {"type": "string"}, "population": {"type": "integer"}},
               "required": ["city", "population"]}
     for fmt in ("json", schema):
-        req = greedy(chat(smol, "Reply with a JSON object with keys city and population for Paris."), 80)
+        req = greedy(chat_prompt(smol, "Reply with a JSON object with keys city and population for Paris."), 80)
         req.format = fmt
         c = run(engine, collector, req)
         assert c.final["done_reason"] == "stop", c.text  # the grammar ended the object
@@ -211,7 +178,7 @@ def test_bad_format_is_a_400(make_engine: Any, collector: Any) -> None:
 
 
 def test_logprobs_and_top_logprobs(smol: Any, make_engine: Any, collector: Any) -> None:
-    req = greedy(chat(smol, QUESTION), 5)
+    req = greedy(chat_prompt(smol, QUESTION), 5)
     req.logprobs, req.top_logprobs = True, 3
     c = run(make_engine(), collector, req)
     entries = [e for ch in c.chunks for e in ch.get("logprobs", [])]
@@ -256,7 +223,7 @@ def test_prompt_longer_than_context(make_engine: Any, collector: Any) -> None:
 
 def test_return_tokens_gives_prompt_and_output(smol: Any, make_engine: Any, collector: Any) -> None:
     engine = make_engine()
-    req = greedy(chat(smol, QUESTION), 6)
+    req = greedy(chat_prompt(smol, QUESTION), 6)
     req.return_tokens = True
     c = run(engine, collector, req)
     tokens = c.final["tokens"]
@@ -278,7 +245,7 @@ def test_cancel_frees_the_sequence(smol: Any, make_engine: Any, collector: Any) 
     assert engine.active == 0
     assert not c.done.is_set() and len(c.chunks) < 900
     # the only slot is free again
-    assert "Paris" in run(engine, collector, greedy(chat(smol, QUESTION))).text
+    assert "Paris" in run(engine, collector, greedy(chat_prompt(smol, QUESTION))).text
 
 
 @pytest.mark.slow
@@ -292,7 +259,7 @@ def test_greedy_agrees_with_mlx_engine(smol: Any, smol_loaded: Any, engine_facto
                  "Explain what a CPU does in one sentence."]
     report = []
     for q in questions:
-        prompt = chat(smol, q)
+        prompt = chat_prompt(smol, q)
         outs = []
         for engine in (mlx_engine, lc_engine):
             req = greedy(prompt, 32)

@@ -6,26 +6,9 @@ from typing import Any
 
 import pytest
 
-from helpers import smollm2_gguf
-from ollmlx.runner.protocol import CompletionRequest, SamplingOptions
-from ollmlx.text.jinja_chat import render_chat
+from helpers import chat_prompt, greedy, run, smollm2_gguf
 
 QUESTION = "What is the capital of France? Answer briefly."
-
-
-def chat_prompt(loaded: Any, text: str) -> str:
-    return render_chat(loaded.chat_template, [{"role": "user", "content": text}])
-
-
-def greedy(prompt: str, n: int = 24, **opts: Any) -> CompletionRequest:
-    return CompletionRequest(prompt=prompt, options=SamplingOptions(temperature=0, num_predict=n, **opts))
-
-
-def run(engine: Any, collector: Any, req: CompletionRequest, timeout: float = 120) -> Any:
-    c = collector()
-    engine.submit(req, c)
-    assert c.done.wait(timeout), "engine did not finish"
-    return c
 
 
 def test_gguf_tokenizer_matches_llama_cpp(smol_loaded: Any) -> None:
