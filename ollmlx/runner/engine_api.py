@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -52,3 +54,36 @@ def final_chunk(req: CompletionRequest, reason: str, prompt: list[int], out: lis
     if req.return_tokens:
         final["tokens"] = prompt + out
     return final
+
+
+class Inbox:
+    """Commands from HTTP threads to an engine's own thread, which alone touches the model:
+    ("submit", sequence), ("cancel", request id), ("wake", None). Request ids come from here."""
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self._lock = threading.Lock()
+        self._next_rid = 0
+
+    def new_rid(self) -> int:
+        with self._lock:
+            rid = self._next_rid
+            self._next_rid += 1
+        return rid
+
+    def put(self, cmd: str, arg: Any = None) -> None:
+        self._queue.put((cmd, arg))
+
+    def drain(self, apply: Callable[[str, Any], None], wait: float | None = 0) -> None:
+        """Apply every queued command, waiting up to `wait` seconds for the first (None: until
+        one comes)."""
+        try:
+            cmd, arg = self._queue.get(timeout=wait)
+        except queue.Empty:
+            return
+        while True:
+            apply(cmd, arg)
+            try:
+                cmd, arg = self._queue.get_nowait()
+            except queue.Empty:
+                return

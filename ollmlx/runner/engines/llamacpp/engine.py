@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import codecs
 import logging
-import queue
 import threading
 import time
 from collections import deque
@@ -22,7 +21,7 @@ import llama_cpp
 import numpy as np
 
 from ollmlx.runner.context_window import fit_prompt
-from ollmlx.runner.engine_api import Emit, final_chunk
+from ollmlx.runner.engine_api import Emit, Inbox, final_chunk
 from ollmlx.runner.engines.llamacpp import host
 from ollmlx.runner.engines.llamacpp.model import LlamaCppModel
 from ollmlx.runner.engines.llamacpp.sampling import SequenceSampler, format_grammar
@@ -88,12 +87,10 @@ class LlamaCppEngine:
         self.batch: Any = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
         self.slots = [_Slot(i) for i in range(parallel)]
         self.cache_hits = 0
-        self._inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self._inbox = Inbox()
         self._waiting: deque[_Seq] = deque()
         self._active: list[_Seq] = []
         self._by_rid: dict[int, _Seq] = {}
-        self._next_rid = 0
-        self._lock = threading.Lock()
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name="llamacpp-engine", daemon=True)
 
@@ -104,7 +101,7 @@ class LlamaCppEngine:
     def stop(self) -> None:
         """Stop the engine thread and free the native context (the model stays loaded)."""
         self._stopping = True
-        self._inbox.put(("wake", None))
+        self._inbox.put("wake")
         if self._thread.is_alive():
             self._thread.join(30)
         if self.batch is not None:
@@ -115,14 +112,12 @@ class LlamaCppEngine:
             self.ctx = None
 
     def submit(self, req: CompletionRequest, emit: Emit) -> int:
-        with self._lock:
-            rid = self._next_rid
-            self._next_rid += 1
-        self._inbox.put(("submit", _Seq(rid, req, emit)))
+        rid = self._inbox.new_rid()
+        self._inbox.put("submit", _Seq(rid, req, emit))
         return rid
 
     def cancel(self, rid: int) -> None:
-        self._inbox.put(("cancel", rid))
+        self._inbox.put("cancel", rid)
 
     def tokenize(self, text: str, add_special: bool = False) -> list[int]:
         return self.model.tokenize(text, add_special and self.model.add_bos)
@@ -137,7 +132,7 @@ class LlamaCppEngine:
     # -- the engine thread -------------------------------------------------------------------
     def _loop(self) -> None:
         while not self._stopping:
-            self._drain_inbox(block=not self._by_rid)
+            self._inbox.drain(self._apply, wait=0 if self._by_rid else None)
             self._assign_slots()
             if not self._active:
                 continue
@@ -152,28 +147,19 @@ class LlamaCppEngine:
                     self._release(seq)
                     seq.emit({"error": f"generation failed: {exc}", "status": 500})
 
-    def _drain_inbox(self, block: bool) -> None:
-        try:
-            cmd, arg = self._inbox.get(timeout=None if block else 0)
-        except queue.Empty:
-            return
-        while True:
-            if cmd == "submit":
-                try:
-                    self._prepare(arg)
-                except Exception as exc:
-                    log.info("request refused: %s", exc)
-                    arg.emit({"error": str(exc), "status": 400 if isinstance(exc, ValueError) else 500})
-            elif cmd == "cancel":
-                seq = self._by_rid.get(arg)
-                if seq is not None:
-                    if seq in self._waiting:
-                        self._waiting.remove(seq)
-                    self._release(seq)
+    def _apply(self, cmd: str, arg: Any) -> None:
+        if cmd == "submit":
             try:
-                cmd, arg = self._inbox.get_nowait()
-            except queue.Empty:
-                return
+                self._prepare(arg)
+            except Exception as exc:
+                log.info("request refused: %s", exc)
+                arg.emit({"error": str(exc), "status": 400 if isinstance(exc, ValueError) else 500})
+        elif cmd == "cancel":
+            seq = self._by_rid.get(arg)
+            if seq is not None:
+                if seq in self._waiting:
+                    self._waiting.remove(seq)
+                self._release(seq)
 
     def _prompt_tokens(self, req: CompletionRequest) -> list[int]:
         if req.tokens is not None:

@@ -8,7 +8,6 @@ sequences leave their KV cache in an LRU prefix cache bounded in bytes.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from mlx_lm.generate import BatchGenerator
 from mlx_lm.models.cache import LRUPromptCache, can_trim_prompt_cache, trim_prompt_cache
 
 from ollmlx.runner.context_window import fit_prompt
-from ollmlx.runner.engine_api import Emit, final_chunk
+from ollmlx.runner.engine_api import Emit, Inbox, final_chunk
 from ollmlx.runner.engines.mlx.constrained import GrammarProcessor, Grammars
 from ollmlx.runner.engines.mlx.loader import LoadedModel
 from ollmlx.runner.engines.mlx.sampling import make_processors, make_sampler
@@ -54,9 +53,7 @@ class MLXEngine:
         self.prefill_step = prefill_step
         self.prompt_cache = LRUPromptCache(max_size=max(4, 2 * parallel), max_bytes=cache_bytes)
         self.cache_hits = 0
-        self._inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
-        self._next_rid = 0
-        self._lock = threading.Lock()
+        self._inbox = Inbox()
         self._by_uid: dict[int, _Seq] = {}
         self._by_rid: dict[int, _Seq] = {}
         self._gen: BatchGenerator | None = None
@@ -73,17 +70,15 @@ class MLXEngine:
 
     def stop(self) -> None:
         self._stopping = True
-        self._inbox.put(("wake", None))
+        self._inbox.put("wake")
 
     def submit(self, req: CompletionRequest, emit: Emit) -> int:
-        with self._lock:
-            rid = self._next_rid
-            self._next_rid += 1
-        self._inbox.put(("submit", _Seq(rid, req, emit)))
+        rid = self._inbox.new_rid()
+        self._inbox.put("submit", _Seq(rid, req, emit))
         return rid
 
     def cancel(self, rid: int) -> None:
-        self._inbox.put(("cancel", rid))
+        self._inbox.put("cancel", rid)
 
     def tokenize(self, text: str, add_special: bool = False) -> list[int]:
         ids = list(self.tok.encode(text, add_special_tokens=False))
@@ -113,7 +108,7 @@ class MLXEngine:
     def _loop(self) -> None:
         self._gen = self._new_generator()
         while not self._stopping:
-            self._drain_inbox(block=not self._by_uid)
+            self._inbox.drain(self._apply, wait=0 if self._by_uid else None)
             if not self._by_uid:
                 continue
             try:
@@ -125,18 +120,6 @@ class MLXEngine:
                 for seq in list(self._by_rid.values()):
                     self._fail(seq, f"generation failed: {exc}")
                 self._gen = self._new_generator()
-
-    def _drain_inbox(self, block: bool) -> None:
-        try:
-            cmd, arg = self._inbox.get(timeout=None if block else 0)
-        except queue.Empty:
-            return
-        while True:
-            self._apply(cmd, arg)
-            try:
-                cmd, arg = self._inbox.get_nowait()
-            except queue.Empty:
-                return
 
     def _apply(self, cmd: str, arg: Any) -> None:
         if cmd == "submit":

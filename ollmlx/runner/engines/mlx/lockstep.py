@@ -16,7 +16,6 @@ rank.
 from __future__ import annotations
 
 import logging
-import queue
 import random
 from typing import Any
 
@@ -77,7 +76,7 @@ class LockstepEngine(MLXEngine):
 
     def stop(self) -> None:
         # not MLXEngine's flag: the quit must reach the followers through a share first
-        self._inbox.put(("quit", None))
+        self._inbox.put("quit")
 
     def _step(self) -> None:
         assert self._gen is not None
@@ -93,11 +92,8 @@ class LockstepEngine(MLXEngine):
     def _collect(self) -> list[list[Any]]:
         """Rank 0: the queued commands, as JSON every rank can apply."""
         out: list[list[Any]] = []
-        try:
-            cmd, arg = self._inbox.get(timeout=IDLE_PING) if not self._by_uid else self._inbox.get_nowait()
-        except queue.Empty:
-            return out
-        while True:
+
+        def collect(cmd: str, arg: Any) -> None:
             if cmd == "submit":
                 seq: _Seq = arg
                 opts = seq.req.options
@@ -110,10 +106,9 @@ class LockstepEngine(MLXEngine):
                 out.append(["cancel", arg])
             elif cmd == "quit":
                 out.append(["quit"])
-            try:
-                cmd, arg = self._inbox.get_nowait()
-            except queue.Empty:
-                return out
+
+        self._inbox.drain(collect, wait=0 if self._by_uid else IDLE_PING)
+        return out
 
     def _apply_shared(self, command: list[Any]) -> None:
         kind = command[0]
@@ -135,12 +130,11 @@ class LockstepEngine(MLXEngine):
         for seq in [*self._by_rid.values(), *self._waiting.values()]:
             self._fail(seq, message)
         self._waiting.clear()
-        while True:
-            try:
-                cmd, arg = self._inbox.get_nowait()
-            except queue.Empty:
-                break
+
+        def refuse(cmd: str, arg: Any) -> None:
             if cmd == "submit":
                 arg.emit({"error": message, "status": 500})
+
+        self._inbox.drain(refuse)
         if self._on_lost is not None:
             self._on_lost()
