@@ -17,7 +17,7 @@ import numpy as np
 
 from ollmlx.runner.context_window import fit_embedding_input
 from ollmlx.runner.engines.llamacpp import host
-from ollmlx.runner.engines.llamacpp.model import LlamaCppModel
+from ollmlx.runner.engines.llamacpp.model import LlamaCppModel, free_context
 from ollmlx.runner.protocol import EmbeddingRequest, EmbeddingResponse
 
 
@@ -49,12 +49,8 @@ class LlamaCppEmbedder:
 
     def close(self) -> None:
         with self._lock:
-            if self.batch is not None:
-                llama_cpp.llama_batch_free(self.batch)
-                self.batch = None
-            if self.ctx:
-                llama_cpp.llama_free(self.ctx)
-                self.ctx = None
+            free_context(self.ctx, self.batch)
+            self.ctx = self.batch = None
 
     def embed(self, req: EmbeddingRequest) -> EmbeddingResponse:
         """Raises ValueError for inputs it refuses (too long without truncation, empty)."""

@@ -23,7 +23,7 @@ import numpy as np
 from ollmlx.runner.context_window import fit_prompt
 from ollmlx.runner.engine_api import Emit, Inbox, final_chunk
 from ollmlx.runner.engines.llamacpp import host
-from ollmlx.runner.engines.llamacpp.model import LlamaCppModel
+from ollmlx.runner.engines.llamacpp.model import LlamaCppModel, free_context
 from ollmlx.runner.engines.llamacpp.sampling import SequenceSampler, format_grammar
 from ollmlx.runner.protocol import CompletionRequest
 from ollmlx.runner.stops import StopMatcher
@@ -104,12 +104,8 @@ class LlamaCppEngine:
         self._inbox.put("wake")
         if self._thread.is_alive():
             self._thread.join(30)
-        if self.batch is not None:
-            llama_cpp.llama_batch_free(self.batch)
-            self.batch = None
-        if self.ctx:
-            llama_cpp.llama_free(self.ctx)
-            self.ctx = None
+        free_context(self.ctx, self.batch)
+        self.ctx = self.batch = None
 
     def submit(self, req: CompletionRequest, emit: Emit) -> int:
         rid = self._inbox.new_rid()

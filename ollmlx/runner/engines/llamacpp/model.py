@@ -27,6 +27,14 @@ def _init_backend() -> None:
             _backend_ready = True
 
 
+def free_context(ctx: Any, batch: Any) -> None:
+    """Free a llama.cpp context and the batch made for it (either may already be gone: None)."""
+    if batch is not None:
+        llama_cpp.llama_batch_free(batch)
+    if ctx:
+        llama_cpp.llama_free(ctx)
+
+
 class LlamaCppModel:
     def __init__(self, path: str) -> None:
         _init_backend()
