@@ -63,9 +63,13 @@ def parse_think(raw: Any) -> Think:
     raise BadRequest(f"think must be a boolean or string, got {type(raw).__name__}")
 
 
-def default_think(think: Think, caps: list[str]) -> tuple[Think, bool]:
-    """(think, is_think_set): a thinking model thinks unless asked not to (spec §9); a defaulted
-    value counts as set, as Ollama fills in the request before rendering."""
+def request_think(raw: Any, model: str, caps: list[str]) -> tuple[Think, bool]:
+    """A request's `think`, checked against the model: (think, is_think_set). A thinking model
+    thinks unless asked not to (spec §9); a defaulted value counts as set, as Ollama fills in the
+    request before rendering."""
+    think = parse_think(raw)
+    if think.value and "thinking" not in caps:
+        raise BadRequest(f'"{model}" does not support thinking')
     if think.value is None and "thinking" in caps:
         return Think(True, "medium"), True
     return think, think.value is not None
@@ -220,10 +224,7 @@ class Inference:
         caps = capabilities(model)
         if req.raw and (req.template or req.system or req.context):
             raise BadRequest("raw mode does not support template, system, or context")
-        think = parse_think(req.think)
-        if think.value and "thinking" not in caps:
-            raise BadRequest(f'"{req.model}" does not support thinking')
-        think, think_set = default_think(think, caps)
+        think, think_set = request_think(req.think, req.model, caps)
         if "completion" not in caps:
             raise BadRequest(f'"{req.model}" does not support generate')
         if req.suffix and "insert" not in caps:
@@ -343,10 +344,7 @@ class Inference:
                    "done": True, "done_reason": "unload"}
             return
         caps = capabilities(model)
-        think = parse_think(req.think)
-        if think.value and "thinking" not in caps:
-            raise BadRequest(f'"{req.model}" does not support thinking')
-        think, think_set = default_think(think, caps)
+        think, think_set = request_think(req.think, req.model, caps)
         if "completion" not in caps:
             raise BadRequest(f'"{req.model}" does not support chat')
         if req.tools and "tools" not in caps:
