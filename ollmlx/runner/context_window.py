@@ -35,6 +35,21 @@ def fit_prompt(tokens: list[int], num_ctx: int, num_keep: int, *, truncate: bool
     return tokens
 
 
+def output_budget(num_predict: int, num_ctx: int) -> int:
+    """How many tokens a request may generate. An unbounded `num_predict` (-1) becomes ten context
+    windows: with context shift a looping model would otherwise never stop (the bound Ollama gives
+    its llama.cpp server)."""
+    return num_predict if num_predict >= 0 else 10 * num_ctx
+
+
+def shift_span(length: int, num_ctx: int, num_keep: int) -> tuple[int, int]:
+    """Context shift on a full window of `length` tokens: (keep, discard). The first `keep` tokens
+    stay, the next `discard` (half of the rest) go, and the newer half moves down: Ollama's
+    ShiftCacheSlot."""
+    keep = max(0, min(num_keep, (num_ctx - 1) // 2))
+    return keep, max(1, (length - keep) // 2)
+
+
 EMBED_TOO_LONG = "the input length exceeds the context length"
 
 

@@ -6,6 +6,7 @@ order in which Ollama checks a request."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -196,14 +197,27 @@ def test_truncation_drops_the_oldest_messages(server: Server, history_model: str
 
 def test_prompt_longer_than_the_context(server: Server) -> None:
     """§2 shift, §18: with shift:false an over-long prompt is a 400 with Ollama's text; by default
-    the runner keeps num_keep tokens and the newest part. ollmlx does not shift the context while
-    generating: generation stops with "length" at num_ctx (docs/api-compat.md)."""
+    the runner keeps num_keep tokens and the newest part, and shifts the context while generating
+    (num_keep tokens stay, half of the rest goes), so output goes on past num_ctx."""
     long_prompt = "The quick brown fox jumps over the lazy dog. " * 20
-    opts = {"num_ctx": 64, "temperature": 0, "num_predict": 200}
+    opts = {"num_ctx": 64, "temperature": 0, "num_predict": 100}
     r = generate(server, prompt=long_prompt, raw=True, shift=False, options=opts)
     assert (r.status_code, r.json()) == (400, {"error": PROMPT_TOO_LONG})
     r = generate(server, prompt=long_prompt, raw=True, options=opts)
     assert r.status_code == 200, r.text
     out = r.json()
-    assert out["prompt_eval_count"] < 64 and out["done_reason"] == "length"
-    assert out["prompt_eval_count"] + out["eval_count"] <= 64
+    assert out["prompt_eval_count"] < 64
+    assert out["done_reason"] == "stop" or out["eval_count"] == 100  # no early "length" at the window
+
+
+def test_context_shift_while_generating(server: Server) -> None:
+    """§2 shift: generation that fills num_ctx goes on after a context shift, and still makes
+    sense (the count continues); with shift:false it ends with "length" at the window."""
+    opts = {"num_ctx": 64, "temperature": 0, "num_predict": 120}
+    out = generate(server, prompt="1, 2, 3, 4, 5, 6, 7, 8,", raw=True, options=opts).json()
+    assert out["done_reason"] == "length" and out["eval_count"] == 120
+    numbers = [int(n) for n in re.findall(r"\d+", out["response"])]
+    assert numbers == list(range(9, 9 + len(numbers))) and numbers[-1] > 30, out["response"]
+    out = generate(server, prompt="1, 2, 3, 4, 5, 6, 7, 8,", raw=True, shift=False, options=opts).json()
+    assert out["done_reason"] == "length"
+    assert out["prompt_eval_count"] + out["eval_count"] <= 65  # the last token drawn is never read back

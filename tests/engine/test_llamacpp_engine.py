@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from typing import Any
 
@@ -219,6 +220,22 @@ def test_prompt_longer_than_context(make_engine: Any, collector: Any) -> None:
     no_shift.shift = False
     c = run(engine, collector, no_shift)
     assert c.final.get("status") == 400 and "longer than the context length" in c.final["error"]
+
+
+def test_context_shift_keeps_generating(make_engine: Any, collector: Any) -> None:
+    """§2 shift: a full window keeps num_keep tokens and moves the newer half of the rest down in
+    the KV cache (llama.cpp's seq_rm + seq_add); the count goes on. shift false ends with "length"."""
+    engine = make_engine(num_ctx=64, parallel=2)
+    shifted = run(engine, collector, greedy("1, 2, 3, 4, 5, 6, 7, 8,", 120))
+    assert shifted.final["done_reason"] == "length" and shifted.final["eval_count"] == 120
+    numbers = [int(n) for n in re.findall(r"\d+", shifted.text)]
+    assert numbers == list(range(9, 9 + len(numbers))) and numbers[-1] > 30, shifted.text
+    no_shift = greedy("1, 2, 3, 4, 5, 6, 7, 8,", 120)
+    no_shift.shift = False
+    c = run(engine, collector, no_shift)
+    assert c.final["done_reason"] == "length"
+    # the window holds 64; the last token drawn need not fit, it is never read back
+    assert c.final["prompt_eval_count"] + c.final["cached_tokens"] + c.final["eval_count"] <= 65
 
 
 def test_return_tokens_gives_prompt_and_output(smol: Any, make_engine: Any, collector: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from helpers import chat_prompt, greedy, run, smollm2_gguf
 
 QUESTION = "What is the capital of France? Answer briefly."
+COUNT = "1, 2, 3, 4, 5, 6, 7, 8,"  # greedy SmolLM2 counts on: output that shows a broken window
 
 
 def test_gguf_tokenizer_matches_llama_cpp(smol_loaded: Any) -> None:
@@ -91,6 +93,33 @@ def test_prompt_longer_than_context(tiny_loaded: Any, engine_factory: Any, colle
     no_shift.shift = False
     c = run(engine, collector, no_shift)
     assert "error" in c.final and "longer than the context length" in c.final["error"]
+
+
+def test_context_shift_keeps_generating(smol_loaded: Any, engine_factory: Any, collector: Any) -> None:
+    """§2 shift: a sequence that fills num_ctx keeps num_keep tokens, drops half of the rest and
+    goes on, still making sense (the count continues); shift false ends it with "length"."""
+    engine = engine_factory(smol_loaded, num_ctx=64, parallel=2)
+    shifted = run(engine, collector, greedy(COUNT, 120))
+    assert shifted.final["done_reason"] == "length" and shifted.final["eval_count"] == 120
+    numbers = [int(n) for n in re.findall(r"\d+", shifted.text)]
+    assert numbers == list(range(9, 9 + len(numbers))) and numbers[-1] > 30, shifted.text
+    no_shift = greedy(COUNT, 120)
+    no_shift.shift = False
+    c = run(engine, collector, no_shift)
+    assert c.final["done_reason"] == "length"
+    # the window holds 64; the last token drawn need not fit, it is never read back
+    assert c.final["prompt_eval_count"] + c.final["cached_tokens"] + c.final["eval_count"] <= 65
+
+
+def test_context_shift_keeps_the_grammar_in_step(smol_loaded: Any, engine_factory: Any, collector: Any) -> None:
+    """A schema-constrained sequence shifted several times writes what it writes unshifted: the
+    grammar matcher neither loses nor repeats a token across the re-entry."""
+    req = greedy("Count from 1 to 100 as a JSON array:", 120)
+    req.format = {"type": "array", "items": {"type": "integer"}}
+    shifted = run(engine_factory(smol_loaded, num_ctx=64, parallel=1), collector, req)
+    whole = run(engine_factory(smol_loaded, num_ctx=1024, parallel=1), collector, req)
+    assert shifted.final["eval_count"] == whole.final["eval_count"] == 120
+    assert shifted.text == whole.text and shifted.text.startswith("[1, 2, 3")
 
 
 @pytest.mark.parametrize("n", [1, 7])

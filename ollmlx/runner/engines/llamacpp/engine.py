@@ -5,6 +5,10 @@ stream per sequence id). Every step builds one `llama_batch` with the next token
 generating sequence and chunks of the prompts being read, so all live requests advance in the
 same `llama_decode` call. A sequence id keeps the tokens of its last request; a new request takes
 the free slot sharing its longest prefix and only the rest of its prompt is decoded.
+
+A sequence that fills `num_ctx` is shifted in place as Ollama does: the first num_keep tokens
+stay, half of the rest leaves the KV cache and the newer half moves down (`seq_add` re-rotates
+its keys). A cache that cannot shift re-reads the shortened window instead.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Any
 import llama_cpp
 import numpy as np
 
-from ollmlx.runner.context_window import fit_prompt
+from ollmlx.runner.context_window import fit_prompt, output_budget, shift_span
 from ollmlx.runner.engine_api import Emit, Inbox, final_chunk
 from ollmlx.runner.engines.llamacpp import host
 from ollmlx.runner.engines.llamacpp.model import LlamaCppModel, free_context
@@ -175,8 +179,7 @@ class LlamaCppEngine:
         req = seq.req
         seq.t_insert = time.perf_counter()
         seq.prompt = self._prompt_tokens(req)
-        room = self.num_ctx - len(seq.prompt)
-        seq.max_tokens = room if req.options.num_predict < 0 else min(req.options.num_predict, room)
+        seq.max_tokens = output_budget(req.options.num_predict, self.num_ctx)
         if seq.max_tokens <= 0:
             seq.emit(self._final(seq, "length"))
             return
@@ -253,7 +256,9 @@ class LlamaCppEngine:
             self._finish(seq, "stop", flush=True)
             return
         seq.out.append(token)
-        last = len(seq.out) >= seq.max_tokens
+        assert seq.slot is not None
+        full = len(seq.slot.tokens) + 1 > self.num_ctx  # no room to decode this token
+        last = len(seq.out) >= seq.max_tokens or (full and not seq.req.shift)
         text = seq.utf8.decode(self.model.piece(token), final=last)
         piece, matched = seq.stops.feed(text)
         chunk: dict[str, Any] = {}
@@ -269,6 +274,22 @@ class LlamaCppEngine:
             self._finish(seq, "length", flush=True)
         else:
             seq.pending = [token]
+            if full:
+                self._shift(seq)
+
+    def _shift(self, seq: _Seq) -> None:
+        slot = seq.slot
+        assert slot is not None
+        keep, discard = shift_span(len(slot.tokens), self.num_ctx, seq.req.options.num_keep)
+        end = keep + discard
+        if (llama_cpp.llama_memory_can_shift(self.memory)
+                and llama_cpp.llama_memory_seq_rm(self.memory, slot.seq_id, keep, end)):
+            llama_cpp.llama_memory_seq_add(self.memory, slot.seq_id, end, -1, -discard)
+            del slot.tokens[keep:end]
+        else:  # re-read the newer half at its new positions
+            llama_cpp.llama_memory_seq_rm(self.memory, slot.seq_id, keep, -1)
+            seq.pending = slot.tokens[end:] + seq.pending
+            del slot.tokens[keep:]
 
     def _logprobs(self, index: int, token: int, top: int) -> dict[str, Any]:
         """Log-probabilities from the model's raw logits (before penalties/temperature)."""

@@ -100,3 +100,8 @@ class GrammarProcessor:
         if allowed.shape[0] < logits.shape[-1]:
             allowed = mx.concatenate([allowed, mx.zeros(logits.shape[-1] - allowed.shape[0], dtype=mx.bool_)])
         return mx.where(allowed, logits, mx.array(-float("inf"), dtype=logits.dtype))
+
+    def restart(self) -> None:
+        """The sequence re-enters the batch with a new (shifted) window. The matcher has consumed
+        every token so far, so the next call only takes the window's length as its start."""
+        self._seen = None

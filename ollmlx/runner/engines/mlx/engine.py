@@ -3,6 +3,11 @@
 Every live request is a sequence in the batch; new ones join between decode steps, prefill is
 chunked (`prefill_step_size`) so a long prompt does not stall running streams, and finished
 sequences leave their KV cache in an LRU prefix cache bounded in bytes.
+
+A sequence that fills `num_ctx` is shifted as Ollama does (the first num_keep tokens stay, half
+of the rest goes) and re-enters the batch with the shortened window, which prefill reads again:
+moving RoPE'd keys in place would be model-specific surgery on mlx-lm's caches, and a re-read
+of half a window costs one prefill per half window generated.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import mlx.core as mx
 from mlx_lm.generate import BatchGenerator
 from mlx_lm.models.cache import LRUPromptCache, can_trim_prompt_cache, trim_prompt_cache
 
-from ollmlx.runner.context_window import fit_prompt
+from ollmlx.runner.context_window import fit_prompt, output_budget, shift_span
 from ollmlx.runner.engine_api import Emit, Inbox, final_chunk
 from ollmlx.runner.engines.mlx.constrained import GrammarProcessor, Grammars
 from ollmlx.runner.engines.mlx.loader import LoadedModel
@@ -41,6 +46,9 @@ class _Seq:
     t_first: float = 0.0
     n_cached: int = 0
     out: list[int] = field(default_factory=list)
+    budget: int = 0  # tokens it may generate in all (num_predict, bounded)
+    sampler: Any = None  # kept across context shifts: the seed's key stream goes on
+    processors: list[Any] = field(default_factory=list)
 
 
 class MLXEngine:
@@ -150,9 +158,8 @@ class MLXEngine:
         req = seq.req
         seq.tokens = self._prompt_tokens(req)
         matcher = self.grammars.matcher(req.format)
-        room = self.num_ctx - len(seq.tokens)
-        max_tokens = room if req.options.num_predict < 0 else min(req.options.num_predict, room)
-        if max_tokens <= 0:
+        seq.budget = output_budget(req.options.num_predict, self.num_ctx)
+        if seq.budget <= 0:
             seq.emit(self._final(seq, "length"))
             return
         cache, rest = self.prompt_cache.fetch_nearest_cache("m", seq.tokens)
@@ -168,17 +175,34 @@ class MLXEngine:
         seq.detok = self.tok.detokenizer
         seq.stops = StopMatcher(req.options.stop)
         seq.t_insert = time.perf_counter()
+        seq.sampler = make_sampler(req.options)
+        seq.processors = make_processors(req.options, self.num_ctx) + (
+            [GrammarProcessor(matcher, self.grammars.vocab_size)] if matcher else [])
+        self._insert(seq, rest, cache, seq.tokens[: seq.n_cached])
+        self._by_rid[seq.rid] = seq
+
+    def _insert(self, seq: _Seq, rest: list[int], cache: Any, cached: list[int]) -> None:
+        """Put the sequence in the batch; it stops with "length" at its budget or a full window."""
+        assert self._gen is not None
+        room = self.num_ctx - len(cached) - len(rest)
         (seq.uid,) = self._gen.insert(
             [rest],
-            max_tokens=[max_tokens],
+            max_tokens=[min(seq.budget - len(seq.out), room)],
             caches=[cache] if cache is not None else None,
-            all_tokens=[seq.tokens[: seq.n_cached]],
-            samplers=[make_sampler(req.options)],
-            logits_processors=[make_processors(req.options, self.num_ctx)
-                               + ([GrammarProcessor(matcher, self.grammars.vocab_size)] if matcher else [])],
+            all_tokens=[cached],
+            samplers=[seq.sampler],
+            logits_processors=[seq.processors],
         )
         self._by_uid[seq.uid] = seq
-        self._by_rid[seq.rid] = seq
+
+    def _shift(self, seq: _Seq, window: list[int]) -> None:
+        """Context shift: the sequence (already out of the batch) goes on from a shortened window."""
+        keep, discard = shift_span(len(window), self.num_ctx, seq.req.options.num_keep)
+        self._by_uid.pop(seq.uid, None)
+        for p in seq.processors:
+            if isinstance(p, GrammarProcessor):
+                p.restart()
+        self._insert(seq, window[:keep] + window[keep + discard:], None, [])
 
     def _logprobs(self, token: int, logprobs: mx.array, top: int) -> dict[str, Any]:
         def entry(t: int, lp: float) -> dict[str, Any]:
@@ -207,7 +231,9 @@ class MLXEngine:
             return
         seq.out.append(r.token)
         seq.detok.add_token(r.token)
-        if finish == "length":
+        # "length" before the budget is spent means the window is full: shift unless forbidden
+        shift = finish == "length" and seq.req.shift and len(seq.out) < seq.budget
+        if finish == "length" and not shift:
             seq.detok.finalize()
         piece, matched = seq.stops.feed(seq.detok.last_segment)
         chunk: dict[str, Any] = {}
@@ -219,6 +245,8 @@ class MLXEngine:
             seq.emit(chunk)
         if matched:
             self._finish(seq, "stop", None)
+        elif shift:
+            self._shift(seq, list(r.all_tokens))
         elif finish == "length":
             self._finish(seq, "length", r)
 
