@@ -75,6 +75,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     if args.parent_pid:
         _die_with_parent(args.parent_pid)
+    if os.environ.get("OLLMLX_SWITCH_INTERVAL"):  # GIL hand-off between the engine and HTTP threads
+        sys.setswitchinterval(float(os.environ["OLLMLX_SWITCH_INTERVAL"]))
     group = None
     if args.backend:  # every rank starts here; rank 0 goes on to serve, the others follow it
         if args.engine != "mlx":
