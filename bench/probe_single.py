@@ -1,0 +1,87 @@
+"""Single-stream decode on the GPU, engine level: raw mlx-lm `generate_step` vs BatchGenerator at
+batch 1 vs MLXEngine with one request (GPU issue: ollmlx single stream measured 0.6x raw).
+
+    python bench/probe_single.py --model-dir /tmp/llama-3.2-1b
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model-dir", required=True)
+    ap.add_argument("--tokens", type=int, default=128)
+    args = ap.parse_args()
+    import mlx.core as mx
+    from mlx_lm import load
+    from mlx_lm.generate import BatchGenerator, generate_step
+    from mlx_lm.sample_utils import make_sampler
+
+    from ollmlx.runner.engines.mlx.engine import MLXEngine
+    from ollmlx.runner.engines.mlx.loader import LoadedModel
+    from ollmlx.runner.protocol import CompletionRequest, SamplingOptions
+
+    model, tok = load(args.model_dir)
+    config = json.loads((Path(args.model_dir) / "config.json").read_text())
+    prompt = [(13 * j) % 1000 + 10 for j in range(40)]
+    n = args.tokens
+
+    def raw() -> float:
+        g = generate_step(mx.array(prompt), model, max_tokens=n, sampler=make_sampler(0.0))
+        next(g)
+        t0, k = time.perf_counter(), 0
+        for _ in g:
+            k += 1
+        return k / (time.perf_counter() - t0)
+
+    def batch1() -> float:
+        gen = BatchGenerator(model, max_tokens=n, completion_batch_size=1, prefill_batch_size=1)
+        gen.insert([prompt], max_tokens=[n])
+        t0, k, done = 0.0, 0, False
+        while not done:
+            for r in gen.next_generated():
+                if not t0:
+                    t0 = time.perf_counter()
+                    continue
+                k += 1
+                done = r.finish_reason is not None
+        gen.close()
+        return k / (time.perf_counter() - t0)
+
+    engine = MLXEngine(LoadedModel(model, tok, config, 8192, None), num_ctx=4096, parallel=16)
+    engine.start()
+
+    def engine1() -> float:
+        ev = threading.Event()
+        t: dict[str, Any] = {}
+
+        def emit(chunk: dict[str, Any]) -> None:
+            if chunk.get("done") or "error" in chunk:
+                t["final"] = chunk
+                ev.set()
+
+        engine.submit(CompletionRequest(prompt="", tokens=prompt, options=SamplingOptions(temperature=0, num_predict=n)), emit)
+        ev.wait(600)
+        f = t["final"]
+        return (f["eval_count"] - 1) / (f["eval_duration"] / 1e9)
+
+    rows = {}
+    for name, fn in (("raw generate_step", raw), ("BatchGenerator x1", batch1), ("MLXEngine x1", engine1)) * 2:
+        rows.setdefault(name, []).append(round(fn(), 1))
+        print(name, rows[name][-1], flush=True)
+    print(json.dumps(rows))
+    engine.stop()
+
+
+if __name__ == "__main__":
+    main()
