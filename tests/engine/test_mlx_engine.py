@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 import pytest
@@ -46,6 +47,39 @@ def test_concurrent_sequences_match_solo_runs(tiny_loaded: Any, engine_factory: 
         assert c.done.wait(120)
     assert [c.text for c in cs] == solo
     assert all(c.final["eval_count"] == 16 for c in cs)
+
+
+def _sampled(prompt: str, n: int, **opts: Any) -> Any:
+    from ollmlx.runner.protocol import CompletionRequest, SamplingOptions
+
+    return CompletionRequest(prompt=prompt, options=SamplingOptions(num_predict=n, **opts))
+
+
+@pytest.mark.parametrize("opts", [{"temperature": 0}, {"temperature": 0.9, "seed": 7}], ids=["greedy", "seeded"])
+def test_lone_sequence_leaves_the_batch_and_comes_back(tiny_loaded: Any, engine_factory: Any, collector: Any,
+                                                       opts: dict[str, Any]) -> None:
+    """A sequence alone decodes off the batch on a plain KV cache (solo.py) and goes back into the
+    batch when another request arrives. Its tokens are the batch's either way, also with a seed:
+    each move draws the token drawn ahead again, with the same key."""
+    batch_only = engine_factory(tiny_loaded, parallel=4)
+    batch_only.solo_enabled = False
+    reference = run(batch_only, collector, _sampled("The lone sequence", 300, **opts))
+    assert batch_only.solo_tokens == 0
+    engine = engine_factory(tiny_loaded, parallel=4)
+    alone = run(engine, collector, _sampled("The lone sequence", 300, **opts))
+    assert engine.solo_tokens >= 290 and alone.text == reference.text
+    a = collector()
+    engine.submit(_sampled("The lone sequence", 300, **opts), a)
+    deadline = time.monotonic() + 60
+    while len(a.chunks) < 40 and time.monotonic() < deadline:
+        time.sleep(0.002)
+    assert not a.done.is_set(), "the first request ended before the second came"
+    solo_before = engine.solo_tokens
+    b = run(engine, collector, _sampled("A second request", 20, **opts))
+    assert a.done.wait(120)
+    assert b.final["eval_count"] == 20 and a.final["eval_count"] == 300
+    assert a.text == reference.text
+    assert engine.solo_tokens > solo_before  # alone again after the second finished
 
 
 def test_stop_string_across_tokens_is_not_leaked(smol_loaded: Any, engine_factory: Any, collector: Any) -> None:

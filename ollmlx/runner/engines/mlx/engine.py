@@ -2,7 +2,8 @@
 
 Every live request is a sequence in the batch; new ones join between decode steps, prefill is
 chunked (`prefill_step_size`) so a long prompt does not stall running streams, and finished
-sequences leave their KV cache in an LRU prefix cache bounded in bytes.
+sequences leave their KV cache in an LRU prefix cache bounded in bytes. A sequence alone in the
+batch decodes outside it, on a plain KV cache (solo.py says why), until another request comes.
 
 A sequence that fills `num_ctx` is shifted as Ollama does (the first num_keep tokens stay, half
 of the rest goes) and re-enters the batch with the shortened window, which prefill reads again:
@@ -13,20 +14,29 @@ of half a window costs one prefill per half window generated.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any, cast
 
 import mlx.core as mx
 from mlx_lm.generate import BatchGenerator
-from mlx_lm.models.cache import LRUPromptCache, can_trim_prompt_cache, trim_prompt_cache
+from mlx_lm.models.cache import (
+    KVCache,
+    LRUPromptCache,
+    can_trim_prompt_cache,
+    make_prompt_cache,
+    trim_prompt_cache,
+)
 
 from ollmlx.runner.context_window import fit_prompt, output_budget, shift_span
 from ollmlx.runner.engine_api import Emit, Inbox, final_chunk
 from ollmlx.runner.engines.mlx.constrained import GrammarProcessor, Grammars
 from ollmlx.runner.engines.mlx.loader import LoadedModel
 from ollmlx.runner.engines.mlx.sampling import make_processors, make_sampler
+from ollmlx.runner.engines.mlx.solo import SoloStream
 from ollmlx.runner.protocol import CompletionRequest
 from ollmlx.runner.stops import StopMatcher
 
@@ -65,6 +75,12 @@ class MLXEngine:
         self._by_uid: dict[int, _Seq] = {}
         self._by_rid: dict[int, _Seq] = {}
         self._gen: BatchGenerator | None = None
+        self._solo: SoloStream | None = None
+        self._solo_seq: _Seq | None = None
+        self.solo_tokens = 0  # tokens decoded on the solo path (tests, /info)
+        # the solo path trims caches by a token: plain KV caches only (not sliding-window or SSM)
+        self.solo_enabled = os.environ.get("OLLMLX_MLX_SOLO", "1") != "0" and all(
+            type(c) is KVCache for c in make_prompt_cache(loaded.model))
         self._thread = threading.Thread(target=self._loop, name="mlx-engine", daemon=True)
         self._stopping = False
         vocab = int(loaded.config.get("vocab_size") or len(self.tok.vocab))
@@ -120,17 +136,60 @@ class MLXEngine:
             if not self._by_uid:
                 continue
             try:
-                _, responses = self._gen.next()
-                for r in responses:
-                    self._on_token(r)
+                if self._solo is not None:
+                    self._solo_step()
+                else:
+                    _, responses = self._gen.next()
+                    for r in responses:
+                        self._on_token(r)
+                    self._maybe_go_solo(responses)
             except Exception as exc:  # an engine failure fails the live requests, not the runner
                 log.exception("generation step failed")
+                self._solo = self._solo_seq = None
                 for seq in list(self._by_rid.values()):
                     self._fail(seq, f"generation failed: {exc}")
                 self._gen = self._new_generator()
 
+    def _maybe_go_solo(self, responses: list[Any]) -> None:
+        """One sequence left, decoding: take it out of the batch with its cache."""
+        if not self.solo_enabled or len(self._by_uid) != 1:
+            return
+        (seq,) = self._by_uid.values()
+        if not any(r.uid == seq.uid and r.finish_reason is None for r in responses):
+            return  # still reading its prompt
+        assert self._gen is not None
+        cache, tokens = self._gen.remove([seq.uid], return_prompt_caches=True)[seq.uid]
+        self._solo = SoloStream(self.loaded.model, cache, list(tokens), seq.sampler, seq.processors)
+        self._solo_seq = seq
+
+    def _leave_solo(self) -> None:
+        """Another request came: the solo sequence goes back into the batch with its cache."""
+        assert self._solo is not None and self._solo_seq is not None
+        seq = self._solo_seq
+        cache, tokens = self._solo.leave()
+        self._solo = self._solo_seq = None
+        self._by_uid.pop(seq.uid, None)
+        self._insert(seq, tokens[-1:], cache, tokens[:-1])
+
+    def _solo_step(self) -> None:
+        assert self._solo is not None and self._solo_seq is not None
+        solo, seq = self._solo, self._solo_seq
+        token, logprobs = solo.step()
+        self.solo_tokens += 1
+        finish = None
+        if token in self.tok.eos_token_ids:
+            finish = "stop"
+        elif len(seq.out) + 1 >= seq.budget or len(solo.history) >= self.num_ctx:
+            finish = "length"
+        if finish is not None:  # the sequence leaves the solo path (finished, or shifted into the batch)
+            self._solo = self._solo_seq = None
+        self._on_token(SimpleNamespace(uid=seq.uid, token=token, logprobs=logprobs, finish_reason=finish,
+                                       all_tokens=solo.history, prompt_cache=solo.cache if finish else None))
+
     def _apply(self, cmd: str, arg: Any) -> None:
         if cmd == "submit":
+            if self._solo is not None:
+                self._leave_solo()
             try:
                 self._admit(arg)
             except Exception as exc:
@@ -274,6 +333,11 @@ class MLXEngine:
         assert self._gen is not None
         self._by_uid.pop(seq.uid, None)
         self._by_rid.pop(seq.rid, None)
+        if self._solo is not None and self._solo_seq is seq:
+            if keep_cache:
+                self.prompt_cache.insert_cache("m", list(self._solo.history), self._solo.cache)
+            self._solo = self._solo_seq = None
+            return
         caches = self._gen.remove([seq.uid], return_prompt_caches=keep_cache)
         if keep_cache and seq.uid in caches:
             cache, tokens = caches[seq.uid]

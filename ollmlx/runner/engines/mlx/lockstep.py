@@ -46,6 +46,7 @@ class LockstepEngine(MLXEngine):
         self.lost: str | None = None  # set when the group broke; later requests fail at once
         self._on_lost = on_lost
         self._waiting: dict[int, _Seq] = {}  # rank 0: submitted, shared, not yet admitted
+        self.solo_enabled = False  # every rank steps the same batch
 
     # -- rank 0, HTTP threads ----------------------------------------------------------------
     def submit(self, req: CompletionRequest, emit: Any) -> int:

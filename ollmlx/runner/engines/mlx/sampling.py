@@ -38,15 +38,19 @@ def apply_typical(logprobs: mx.array, typical_p: float) -> mx.array:
     return mx.where(keep, logprobs, -float("inf"))
 
 
-def make_sampler(opts: SamplingOptions) -> Sampler:
-    if opts.temperature <= 0:
-        return greedy
-    seed = opts.seed if opts.seed >= 0 else random.getrandbits(63)
-    state = {"key": mx.random.key(seed)}
-    temp = opts.temperature
+class SeededSampler:
+    """Ollama's filters, then a draw with this sequence's own key. `rewind` takes back the last
+    draw's key: a sequence moving between the batch and the solo path (solo.py) drops a token
+    drawn ahead and draws it again, and must get the same one."""
 
-    def sample(logprobs: mx.array) -> mx.array:
-        x = logprobs
+    def __init__(self, opts: SamplingOptions) -> None:
+        self.opts = opts
+        seed = opts.seed if opts.seed >= 0 else random.getrandbits(63)
+        self._key = mx.random.key(seed)
+        self._prev = self._key
+
+    def __call__(self, logprobs: mx.array) -> mx.array:
+        opts, x = self.opts, logprobs
         if opts.top_k > 0:
             x = apply_top_k(x, opts.top_k)
         if 0 < opts.typical_p < 1:
@@ -55,11 +59,16 @@ def make_sampler(opts: SamplingOptions) -> Sampler:
             x = apply_top_p(x, opts.top_p)
         if opts.min_p > 0:
             x = apply_min_p(x, opts.min_p)
-        key, sub = mx.random.split(state["key"])
-        state["key"] = key
-        return mx.random.categorical(x * (1.0 / temp), key=sub)
+        self._prev = self._key
+        self._key, sub = mx.random.split(self._key)
+        return mx.random.categorical(x * (1.0 / opts.temperature), key=sub)
 
-    return sample
+    def rewind(self) -> None:
+        self._key = self._prev
+
+
+def make_sampler(opts: SamplingOptions) -> Sampler:
+    return greedy if opts.temperature <= 0 else SeededSampler(opts)
 
 
 def make_processors(opts: SamplingOptions, num_ctx: int) -> list[LogitsProcessor]:
