@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 import mlx.core as mx
-from mlx_lm.generate import TokenBuffer
+from mlx_lm.generate import TokenBuffer, generation_stream
 from mlx_lm.models.cache import trim_prompt_cache
 
 
@@ -40,13 +40,14 @@ class SoloStream:
             rewind()
 
     def _forward(self, y: mx.array) -> tuple[mx.array, mx.array]:
-        logits = self.model(y[None], cache=self.cache)[:, -1, :]
-        if self._context is not None:
-            context = self._context.update_and_fetch(y)
-            for processor in self.processors:
-                logits = processor(context, logits)
-        logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
-        out = (self.sampler(logprobs), logprobs)
+        with mx.stream(generation_stream):  # the stream generate_step and BatchGenerator compute on
+            logits = self.model(y[None], cache=self.cache)[:, -1, :]
+            if self._context is not None:
+                context = self._context.update_and_fetch(y)
+                for processor in self.processors:
+                    logits = processor(context, logits)
+            logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+            out = (self.sampler(logprobs), logprobs)
         mx.async_eval(*out)
         return out
 
