@@ -36,10 +36,11 @@ def fit_prompt(tokens: list[int], num_ctx: int, num_keep: int, *, truncate: bool
 
 
 def output_budget(num_predict: int, num_ctx: int) -> int:
-    """How many tokens a request may generate. An unbounded `num_predict` (-1) becomes ten context
-    windows: with context shift a looping model would otherwise never stop (the bound Ollama gives
-    its llama.cpp server)."""
-    return num_predict if num_predict >= 0 else 10 * num_ctx
+    """How many tokens a request may generate: `num_predict`, at most ten context windows (also
+    for -1, unbounded). With context shift a looping model would otherwise never stop; this is the
+    bound Ollama gives its llama.cpp server."""
+    cap = 10 * num_ctx
+    return cap if num_predict < 0 else min(num_predict, cap)
 
 
 def shift_span(length: int, num_ctx: int, num_keep: int) -> tuple[int, int]:
