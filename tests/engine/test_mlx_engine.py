@@ -82,6 +82,32 @@ def test_lone_sequence_leaves_the_batch_and_comes_back(tiny_loaded: Any, engine_
     assert engine.solo_tokens > solo_before  # alone again after the second finished
 
 
+def test_request_arriving_during_a_solo_prefill(tiny_loaded: Any, engine_factory: Any, collector: Any) -> None:
+    """A request that finds the engine idle reads its prompt off the batch, in chunks; one that
+    arrives meanwhile sends the half-read prompt into the batch with its cache. Both outputs are
+    the batch's, and the first one's prompt is not read twice."""
+    long_prompt = " ".join(f"w{i}" for i in range(600))
+    batch_only = engine_factory(tiny_loaded, parallel=4, prefill_step=16)
+    batch_only.solo_enabled = False
+    want_a = run(batch_only, collector, greedy(long_prompt, 12)).text
+    want_b = run(batch_only, collector, greedy("Another one", 12)).text
+    engine = engine_factory(tiny_loaded, parallel=4, prefill_step=16)
+    a, b = collector(), collector()
+    engine.submit(greedy(long_prompt, 12), a)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        solo = engine._solo
+        if solo is not None and solo.tokens and not solo.ready:
+            break
+        time.sleep(0.001)
+    else:
+        pytest.fail("the first request was never seen half-way through its prompt")
+    engine.submit(greedy("Another one", 12), b)
+    assert a.done.wait(120) and b.done.wait(120)
+    assert (a.text, b.text) == (want_a, want_b)
+    assert a.final["cached_tokens"] == 0 and a.final["prompt_eval_count"] > 600
+
+
 def test_stop_string_across_tokens_is_not_leaked(smol_loaded: Any, engine_factory: Any, collector: Any) -> None:
     engine = engine_factory(smol_loaded)
     full = run(engine, collector, greedy(chat_prompt(smol_loaded, QUESTION))).text

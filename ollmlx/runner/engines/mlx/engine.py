@@ -159,32 +159,35 @@ class MLXEngine:
             return  # still reading its prompt
         assert self._gen is not None
         cache, tokens = self._gen.remove([seq.uid], return_prompt_caches=True)[seq.uid]
-        self._solo = SoloStream(self.loaded.model, cache, list(tokens), seq.sampler, seq.processors)
+        self._solo = SoloStream.from_batch(self.loaded.model, cache, list(tokens), seq.sampler, seq.processors)
         self._solo_seq = seq
 
     def _leave_solo(self) -> None:
         """Another request came: the solo sequence goes back into the batch with its cache."""
         assert self._solo is not None and self._solo_seq is not None
         seq = self._solo_seq
-        cache, tokens = self._solo.leave()
+        cache, cached, rest = self._solo.leave()
         self._solo = self._solo_seq = None
         self._by_uid.pop(seq.uid, None)
-        self._insert(seq, tokens[-1:], cache, tokens[:-1])
+        self._insert(seq, rest, cache, cached)
 
     def _solo_step(self) -> None:
         assert self._solo is not None and self._solo_seq is not None
         solo, seq = self._solo, self._solo_seq
+        if not solo.ready:
+            solo.prefill()
+            return
         token, logprobs = solo.step()
         self.solo_tokens += 1
         finish = None
         if token in self.tok.eos_token_ids:
             finish = "stop"
-        elif len(seq.out) + 1 >= seq.budget or len(solo.history) >= self.num_ctx:
+        elif len(seq.out) + 1 >= seq.budget or len(solo.tokens) >= self.num_ctx:
             finish = "length"
         if finish is not None:  # the sequence leaves the solo path (finished, or shifted into the batch)
             self._solo = self._solo_seq = None
         self._on_token(SimpleNamespace(uid=seq.uid, token=token, logprobs=logprobs, finish_reason=finish,
-                                       all_tokens=solo.history, prompt_cache=solo.cache if finish else None))
+                                       all_tokens=solo.tokens, prompt_cache=solo.cache if finish else None))
 
     def _apply(self, cmd: str, arg: Any) -> None:
         if cmd == "submit":
@@ -237,8 +240,15 @@ class MLXEngine:
         seq.sampler = make_sampler(req.options)
         seq.processors = make_processors(req.options, self.num_ctx) + (
             [GrammarProcessor(matcher, self.grammars.vocab_size)] if matcher else [])
-        self._insert(seq, rest, cache, seq.tokens[: seq.n_cached])
         self._by_rid[seq.rid] = seq
+        if self.solo_enabled and not self._by_uid:  # the engine is idle: this one starts alone
+            seq.uid = -1 - seq.rid  # not a BatchGenerator uid
+            self._solo = SoloStream(self.loaded.model, cache if cache is not None else make_prompt_cache(
+                self.loaded.model), seq.tokens[: seq.n_cached], rest, seq.sampler, seq.processors, self.prefill_step)
+            self._solo_seq = seq
+            self._by_uid[seq.uid] = seq
+            return
+        self._insert(seq, rest, cache, seq.tokens[: seq.n_cached])
 
     def _insert(self, seq: _Seq, rest: list[int], cache: Any, cached: list[int]) -> None:
         """Put the sequence in the batch; it stops with "length" at its budget or a full window."""
@@ -334,8 +344,8 @@ class MLXEngine:
         self._by_uid.pop(seq.uid, None)
         self._by_rid.pop(seq.rid, None)
         if self._solo is not None and self._solo_seq is seq:
-            if keep_cache:
-                self.prompt_cache.insert_cache("m", list(self._solo.history), self._solo.cache)
+            if keep_cache and self._solo.ready:  # a cache half-way through a prompt is not kept
+                self.prompt_cache.insert_cache("m", list(self._solo.tokens), self._solo.cache)
             self._solo = self._solo_seq = None
             return
         caches = self._gen.remove([seq.uid], return_prompt_caches=keep_cache)

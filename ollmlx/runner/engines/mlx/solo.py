@@ -7,7 +7,9 @@ plain KV cache 598-602 (bench/probe_single.py). So when one sequence is left in 
 engine takes it out with its cache and steps it here, the way `generate_step` does (the next
 token's forward is queued before the current one is read). When another request arrives, it goes
 back into the batch with its cache. Both moves drop the token drawn ahead and draw it again, so
-the output is the one the batch would have produced.
+the output is the one the batch would have produced. A request that finds the engine idle starts
+here: its prompt is read in chunks (the engine checks for new requests between them) and the last
+chunk's forward draws the first token.
 """
 
 from __future__ import annotations
@@ -20,24 +22,49 @@ from mlx_lm.models.cache import trim_prompt_cache
 
 
 class SoloStream:
-    def __init__(self, model: Any, cache: list[Any], tokens: list[int], sampler: Any,
-                 processors: list[Any]) -> None:
-        """`cache` holds every token of `tokens`, and a token after them was drawn and dropped."""
+    """A sequence's cache, the tokens it holds, and the prompt tokens still to read."""
+
+    def __init__(self, model: Any, cache: list[Any], cached: list[int], rest: list[int], sampler: Any,
+                 processors: list[Any], prefill_step: int = 512) -> None:
+        """`cache` holds `cached`; `rest` (at least one token) is read by `prefill`, in chunks."""
         self.model = model
         self.cache = cache
-        self.history = tokens
+        self.tokens = list(cached)  # what the cache holds (or has queued)
         self.sampler = sampler
         self.processors = processors
-        self._undraw()
-        self._context = TokenBuffer(tokens[:-1]) if processors else None
-        self._next = self._forward(mx.array(tokens[-1:]))
+        self.prefill_step = prefill_step
+        self._pending = list(rest)
+        self._context = TokenBuffer(cached) if processors else None
+        self._next: tuple[mx.array, mx.array] | None = None
 
-    def _undraw(self) -> None:
-        """Forget the last token read into the cache and the draw it led to: it is read again."""
-        trim_prompt_cache(self.cache, 1)
-        rewind = getattr(self.sampler, "rewind", None)
-        if rewind is not None:
-            rewind()
+    @classmethod
+    def from_batch(cls, model: Any, cache: list[Any], tokens: list[int], sampler: Any,
+                   processors: list[Any]) -> SoloStream:
+        """A sequence out of BatchGenerator: `cache` holds all `tokens`, and a token after them was
+        drawn and dropped. The last token is read again, to draw that one again."""
+        _undraw(cache, sampler)
+        solo = cls(model, cache, tokens[:-1], tokens[-1:], sampler, processors)
+        solo.prefill()
+        return solo
+
+    @property
+    def ready(self) -> bool:
+        """The prompt is read: `step` gives tokens."""
+        return self._next is not None
+
+    def prefill(self) -> None:
+        """Read the next chunk of the prompt; the last chunk also draws the first token (one
+        forward, where BatchGenerator spends a second one on the prompt's last token)."""
+        chunk, self._pending = self._pending[:self.prefill_step], self._pending[self.prefill_step:]
+        if self._pending:
+            with mx.stream(generation_stream):
+                self.model(mx.array(chunk)[None], cache=self.cache)
+                if self._context is not None:
+                    self._context.update_and_fetch(mx.array(chunk))
+                mx.eval([c.state for c in self.cache])
+        else:
+            self._next = self._forward(mx.array(chunk))
+        self.tokens += chunk
 
     def _forward(self, y: mx.array) -> tuple[mx.array, mx.array]:
         with mx.stream(generation_stream):  # the stream generate_step and BatchGenerator compute on
@@ -53,15 +80,26 @@ class SoloStream:
 
     def step(self) -> tuple[int, mx.array]:
         """The next token and its log-probabilities; the one after it is already on its way."""
+        assert self._next is not None
         token, logprobs = self._next
         self._next = self._forward(token)
         value = cast(int, token.item())
-        self.history.append(value)
+        self.tokens.append(value)
         return value, logprobs[0]
 
-    def leave(self) -> tuple[list[Any], list[int]]:
-        """(cache, tokens) to put the sequence back in the batch: the cache holds all tokens but
-        the last, which the batch reads again."""
+    def leave(self) -> tuple[list[Any], list[int], list[int]]:
+        """(cache, the tokens it holds, the tokens still to read) to put the sequence in the batch.
+        Once decoding, the last token is handed back unread and its draw taken back."""
+        if self._next is None:
+            return self.cache, self.tokens, self._pending
         mx.eval(self._next)
-        self._undraw()
-        return self.cache, self.history
+        _undraw(self.cache, self.sampler)
+        return self.cache, self.tokens[:-1], self.tokens[-1:]
+
+
+def _undraw(cache: list[Any], sampler: Any) -> None:
+    """Forget the last token read into the cache and the draw it led to: it is read again."""
+    trim_prompt_cache(cache, 1)
+    rewind = getattr(sampler, "rewind", None)
+    if rewind is not None:
+        rewind()
