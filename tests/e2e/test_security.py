@@ -63,7 +63,7 @@ def unchanged(server: Server) -> Iterator[None]:
 
 
 def _post(server: Server, path: str, body: dict) -> httpx.Response:
-    return httpx.post(server.url + path, json=body, timeout=60)
+    return httpx.post(server.url + path, json=body, timeout=180)
 
 
 def _raw(server: Server, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
@@ -266,9 +266,9 @@ def test_huge_num_predict_num_ctx_and_many_images(server: Server, unchanged: Non
     assert loaded["context_length"] == 8192  # SmolLM2's trained context
     r = _post(server, "/api/generate", {"model": "smollm2:135m", "prompt": "1, 2, 3, 4, 5,", "raw": True,
                                         "stream": False, "keep_alive": 0,
-                                        "options": {"num_ctx": 48, "num_predict": 2 ** 62, "temperature": 0}})
+                                        "options": {"num_ctx": 16, "num_predict": 2 ** 62, "temperature": 0}})
     assert r.status_code == 200, r.text
-    assert r.json()["done"] and r.json()["eval_count"] <= 10 * 48
+    assert r.json()["done"] and r.json()["eval_count"] <= 10 * 16
     r = _post(server, "/api/generate", {"model": "smollm2:135m", "prompt": "hi", "images": ["aGk="] * 1000})
     assert r.status_code == 400 and "image" in r.json()["error"]
 

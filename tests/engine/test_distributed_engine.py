@@ -101,7 +101,9 @@ def start_runner(tmp: Path, hostfile: dict[str, Any] | None, env_extra: dict[str
 
 @pytest.fixture(scope="module")
 def solo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runner]:
-    r = start_runner(tmp_path_factory.mktemp("solo"), None)
+    # one process stepping BatchGenerator, as every rank of a group does (a lone request would
+    # otherwise take the solo path, whose kernels round the last digits of a logprob differently)
+    r = start_runner(tmp_path_factory.mktemp("solo"), None, {"OLLMLX_MLX_SOLO": "0"})
     yield r
     r.stop()
 
