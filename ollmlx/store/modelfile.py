@@ -79,7 +79,9 @@ class Command:
     def to_text(self) -> str:
         """Ollama's ``Command.String()``."""
         if self.name == "model":
-            return f"FROM {self.args}"
+            # Ollama prints FROM raw; quoting as the other commands do changes nothing for a name
+            # or path, and keeps a quoted multi-line value (`FROM "\nx"`) reading back the same
+            return f"FROM {quote_value(self.args)}"
         if self.name in (
             "license",
             "template",
@@ -166,8 +168,9 @@ class Modelfile:
 
 def quote_value(s: str) -> str:
     """Ollama's ``quote``: only values with a newline or leading/trailing space are quoted,
-    with ``\"\"\"`` if they contain ``"`` and ``"`` otherwise."""
-    if "\n" in s or s.startswith(" ") or s.endswith(" "):
+    with ``\"\"\"`` if they contain ``"`` and ``"`` otherwise. A carriage return and any blank
+    at either end (a tab) count here too: Ollama's misses them, and the value would not read back."""
+    if "\n" in s or "\r" in s or s[:1].isspace() or s[-1:].isspace():
         if '"' in s:
             return f'"""{s}"""'
         return f'"{s}"'
