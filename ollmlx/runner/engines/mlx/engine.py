@@ -168,7 +168,6 @@ class MLXEngine:
         seq = self._solo_seq
         cache, cached, rest = self._solo.leave()
         self._solo = self._solo_seq = None
-        self._by_uid.pop(seq.uid, None)
         self._insert(seq, rest, cache, cached)
 
     def _solo_step(self) -> None:
@@ -251,8 +250,11 @@ class MLXEngine:
         self._insert(seq, rest, cache, seq.tokens[: seq.n_cached])
 
     def _insert(self, seq: _Seq, rest: list[int], cache: Any, cached: list[int]) -> None:
-        """Put the sequence in the batch; it stops with "length" at its budget or a full window."""
+        """Put the sequence in the batch, under a new uid; it stops with "length" at its budget or
+        a full window."""
         assert self._gen is not None
+        if self._by_uid.get(seq.uid) is seq:  # re-entering (from solo, or shifted): drop the old uid
+            del self._by_uid[seq.uid]
         room = self.num_ctx - len(cached) - len(rest)
         (seq.uid,) = self._gen.insert(
             [rest],
@@ -267,7 +269,6 @@ class MLXEngine:
     def _shift(self, seq: _Seq, window: list[int]) -> None:
         """Context shift: the sequence (already out of the batch) goes on from a shortened window."""
         keep, discard = shift_span(len(window), self.num_ctx, seq.req.options.num_keep)
-        self._by_uid.pop(seq.uid, None)
         for p in seq.processors:
             if isinstance(p, GrammarProcessor):
                 p.restart()
