@@ -6,6 +6,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -174,6 +175,16 @@ def chat_prompt(model: Any, text: str) -> str:
     from ollmlx.text.jinja_chat import render_chat
 
     return render_chat(model.chat_template, [{"role": "user", "content": text}])
+
+
+COUNT_PROMPT = "1, 2, 3, 4, 5, 6, 7, 8,"  # greedy SmolLM2 counts on: output that shows a broken window
+
+
+def assert_counts_on(text: str, past: int = 30) -> None:
+    """`text` continues COUNT_PROMPT's count without a slip, beyond `past` (the context shift
+    tests: a window shifted wrongly loses the count)."""
+    numbers = [int(n) for n in re.findall(r"\d+", text)]
+    assert numbers == list(range(9, 9 + len(numbers))) and numbers[-1] > past, text
 
 
 def greedy(prompt: str, n: int = 24, **opts: Any) -> Any:

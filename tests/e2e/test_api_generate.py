@@ -6,14 +6,13 @@ order in which Ollama checks a request."""
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from helpers import Server
+from helpers import COUNT_PROMPT, Server, assert_counts_on
 
 MODEL = "smollm2:135m"
 LONG = "registry.ollama.ai/library/smollm2:135m"
@@ -214,10 +213,9 @@ def test_context_shift_while_generating(server: Server) -> None:
     """§2 shift: generation that fills num_ctx goes on after a context shift, and still makes
     sense (the count continues); with shift:false it ends with "length" at the window."""
     opts = {"num_ctx": 64, "temperature": 0, "num_predict": 120}
-    out = generate(server, prompt="1, 2, 3, 4, 5, 6, 7, 8,", raw=True, options=opts).json()
+    out = generate(server, prompt=COUNT_PROMPT, raw=True, options=opts).json()
     assert out["done_reason"] == "length" and out["eval_count"] == 120
-    numbers = [int(n) for n in re.findall(r"\d+", out["response"])]
-    assert numbers == list(range(9, 9 + len(numbers))) and numbers[-1] > 30, out["response"]
-    out = generate(server, prompt="1, 2, 3, 4, 5, 6, 7, 8,", raw=True, shift=False, options=opts).json()
+    assert_counts_on(out["response"])
+    out = generate(server, prompt=COUNT_PROMPT, raw=True, shift=False, options=opts).json()
     assert out["done_reason"] == "length"
     assert out["prompt_eval_count"] + out["eval_count"] <= 65  # the last token drawn is never read back
