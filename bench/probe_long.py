@@ -21,16 +21,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model-dir", required=True)
     args = ap.parse_args()
-    from mlx_lm import load
-
-    from ollmlx.runner.engines.mlx.engine import MLXEngine
-    from ollmlx.runner.engines.mlx.loader import LoadedModel
+    from bench.mlx_engine_setup import load_model, start_engine
     from ollmlx.runner.protocol import CompletionRequest, SamplingOptions
 
-    model, tok = load(args.model_dir)
-    config = json.loads((Path(args.model_dir) / "config.json").read_text())
-    engine = MLXEngine(LoadedModel(model, tok, config, 8192, None), num_ctx=4096, parallel=16)
-    engine.start()
+    engine = start_engine(*load_model(args.model_dir), num_ctx=4096, parallel=16)
 
     def once(prompt: list[int], n: int) -> list[float]:
         ev = threading.Event()

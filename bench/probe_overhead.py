@@ -31,15 +31,12 @@ def main() -> None:
     ap.add_argument("--history", type=int, default=2000)
     args = ap.parse_args()
     import mlx.core as mx
-    from mlx_lm import load
     from mlx_lm.generate import BatchGenerator
 
-    from ollmlx.runner.engines.mlx.engine import MLXEngine
-    from ollmlx.runner.engines.mlx.loader import LoadedModel
+    from bench.mlx_engine_setup import load_model, start_engine
     from ollmlx.runner.protocol import CompletionRequest, SamplingOptions
 
-    model, tok = load(args.model_dir)
-    config = json.loads((Path(args.model_dir) / "config.json").read_text())
+    model, tok, config = load_model(args.model_dir)
     vocab = int(config["vocab_size"]) - 8
     levels = [int(x) for x in args.levels.split(",")]
 
@@ -59,9 +56,7 @@ def main() -> None:
         gen.close()
         return produced / dt
 
-    loaded = LoadedModel(model, tok, config, 8192, None)
-    engine = MLXEngine(loaded, num_ctx=4096, parallel=max(levels))
-    engine.start()
+    engine = start_engine(model, tok, config, num_ctx=4096, parallel=max(levels))
     split = {"next": 0.0, "tokens": 0.0, "steps": 0}
 
     real_next = None

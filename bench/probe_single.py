@@ -23,16 +23,13 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=128)
     args = ap.parse_args()
     import mlx.core as mx
-    from mlx_lm import load
     from mlx_lm.generate import BatchGenerator, generate_step
     from mlx_lm.sample_utils import make_sampler
 
-    from ollmlx.runner.engines.mlx.engine import MLXEngine
-    from ollmlx.runner.engines.mlx.loader import LoadedModel
+    from bench.mlx_engine_setup import load_model, start_engine
     from ollmlx.runner.protocol import CompletionRequest, SamplingOptions
 
-    model, tok = load(args.model_dir)
-    config = json.loads((Path(args.model_dir) / "config.json").read_text())
+    model, tok, config = load_model(args.model_dir)
     prompt = [(13 * j) % 1000 + 10 for j in range(40)]
     n = args.tokens
 
@@ -58,8 +55,7 @@ def main() -> None:
         gen.close()
         return k / (time.perf_counter() - t0)
 
-    engine = MLXEngine(LoadedModel(model, tok, config, 8192, None), num_ctx=4096, parallel=16)
-    engine.start()
+    engine = start_engine(model, tok, config, num_ctx=4096, parallel=16)
 
     def engine1() -> float:
         ev = threading.Event()

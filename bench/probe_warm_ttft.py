@@ -26,17 +26,12 @@ def main() -> None:
     ap.add_argument("--warmup", action="store_true")
     args = ap.parse_args()
     import mlx.core as mx
-    from mlx_lm import load
 
-    from ollmlx.runner.engines.mlx.engine import MLXEngine
-    from ollmlx.runner.engines.mlx.loader import LoadedModel
+    from bench.mlx_engine_setup import load_model, start_engine
     from ollmlx.runner.protocol import CompletionRequest, SamplingOptions
 
-    model, tok = load(args.model_dir)
-    config = json.loads((Path(args.model_dir) / "config.json").read_text())
-    loaded = LoadedModel(model, tok, config, 8192, None)
-    engine = MLXEngine(loaded, num_ctx=8192, parallel=16)
-    engine.start()
+    model, tok, config = load_model(args.model_dir)
+    engine = start_engine(model, tok, config, num_ctx=8192, parallel=16)
     rng = random.Random(0)
     vocab = int(config["vocab_size"]) - 8
 
