@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
@@ -16,6 +17,7 @@ class StreamResult:
     tokens: int
     first_s: float  # wall-clock of the first token
     last_s: float  # wall-clock of the last token
+    final: dict[str, Any] = field(default_factory=dict)  # /api/chat's done chunk (prompt_eval_count, ...)
 
     @property
     def decode_tps(self) -> float:
@@ -29,6 +31,7 @@ async def ollama_chat(client: httpx.AsyncClient, url: str, model: str, messages:
     t0 = time.perf_counter()
     first = last = 0.0
     n = 0
+    final: dict[str, Any] = {}
     async with client.stream("POST", url + "/api/chat", json=body) as r:
         r.raise_for_status()
         async for line in r.aiter_lines():
@@ -43,7 +46,8 @@ async def ollama_chat(client: httpx.AsyncClient, url: str, model: str, messages:
                 last = now
             if chunk.get("done"):
                 n = int(chunk.get("eval_count", 0))
-    return StreamResult(first - t0, n, first, last)
+                final = {k: v for k, v in chunk.items() if k.endswith(("_count", "_duration"))}
+    return StreamResult(first - t0, n, first, last, final)
 
 
 async def openai_chat(client: httpx.AsyncClient, url: str, model: str, messages: list[dict[str, str]],

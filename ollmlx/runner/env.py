@@ -35,6 +35,12 @@ def runner_env(engine: str) -> dict[str, str]:
     # The runner must import this very ollmlx, also when it runs from a source checkout.
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    if engine == "mlx":
+        # mlx-cuda plans a cuDNN attention graph for every new (prompt, context) length: 40-60 ms
+        # on the first request at each length, i.e. on nearly every request of a chat server. Its
+        # own kernels serve any length; with them a warm turn 2 and batched serving are faster
+        # on an H100 (bench/RESULTS.md). Only the CUDA backend reads this; set it to 1 to keep cuDNN.
+        env.setdefault("MLX_CUDA_USE_CUDNN_SDPA", "0")
     if engine == "mlx" and sys.platform.startswith("linux") and env.get("OLLMLX_MLX_DEVICE") != "gpu":
         # mlx's Linux CPU wheel ships reference BLAS; OpenBLAS is ~50x faster for its matmuls.
         blas = find_openblas()

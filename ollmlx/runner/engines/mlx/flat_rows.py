@@ -1,0 +1,53 @@
+"""Quantized matmuls over a batch of sequences, as one matrix product.
+
+A batched decode step feeds every linear layer an input of shape (sequences, 1, hidden). mlx's
+CUDA `quantized_matmul` reads that as `sequences` separate products of one row each: its qmm kernel
+launches a grid slice per sequence, pads each one-row product to a 16-row tile and reads the weights
+once per sequence. Folding the leading axes into rows, (sequences * 1, hidden), gives the same
+numbers from one product that reads the weights once. The layers keep their weights; only the
+shape of their input changes. A lone sequence, (1, tokens, hidden), is already one product and is
+passed as it is: the two reshapes per layer would cost a single stream ~10% in graph overhead.
+"""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import mlx.nn as nn
+
+
+def _batched(x: mx.array) -> bool:
+    return x.ndim > 2 and x.size // (x.shape[-1] * x.shape[-2]) > 1
+
+
+def _rows(x: mx.array) -> mx.array:
+    return x.reshape(-1, x.shape[-1])
+
+
+class FlatQuantizedLinear(nn.QuantizedLinear):
+    def __call__(self, x: mx.array) -> mx.array:
+        if not _batched(x):
+            return super().__call__(x)
+        return super().__call__(_rows(x)).reshape(*x.shape[:-1], -1)
+
+
+class FlatQuantizedEmbedding(nn.QuantizedEmbedding):
+    def as_linear(self, x: mx.array) -> mx.array:
+        if not _batched(x):
+            return super().as_linear(x)
+        return super().as_linear(_rows(x)).reshape(*x.shape[:-1], -1)
+
+
+_FLAT: dict[type, type] = {nn.QuantizedLinear: FlatQuantizedLinear, nn.QuantizedEmbedding: FlatQuantizedEmbedding}
+
+
+def flatten_quantized_rows(model: nn.Module) -> int:
+    """Make the model's quantized linear layers (and tied quantized embeddings used as the output
+    head) fold batch axes into rows. Only exact mlx classes change: a subclass may have its own
+    call. Returns how many layers changed."""
+    n = 0
+    for _, module in model.named_modules():
+        flat = _FLAT.get(type(module))
+        if flat is not None:
+            module.__class__ = flat
+            n += 1
+    return n

@@ -1,0 +1,78 @@
+"""Batched quantized matmuls as one product per layer (flat_rows.py): same numbers, fewer products.
+The speed-up is a CUDA one (bench/RESULTS.md); here we hold the layers to giving what they gave."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+
+def _quantized_tiny() -> Any:
+    import mlx.core as mx
+    import mlx.nn as nn
+    from mlx_lm.models import llama
+
+    mx.random.seed(1)
+    args = llama.ModelArgs(model_type="llama", hidden_size=64, num_hidden_layers=2, intermediate_size=128,
+                           num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-5,
+                           vocab_size=512, max_position_embeddings=256, tie_word_embeddings=True)
+    model = llama.Model(args)
+    nn.quantize(model, group_size=64, bits=4)
+    mx.eval(model.parameters())
+    return model
+
+
+def test_batched_forward_is_unchanged_and_layers_are_flat() -> None:
+    import mlx.core as mx
+    import mlx.nn as nn
+
+    from ollmlx.runner.engines.mlx.flat_rows import (
+        FlatQuantizedEmbedding,
+        FlatQuantizedLinear,
+        flatten_quantized_rows,
+    )
+
+    model = _quantized_tiny()
+    batch = mx.array([[5, 9, 17, 33, 2], [7, 7, 100, 4, 8], [300, 1, 2, 3, 4]])
+    lone = mx.array([[11, 12, 13]])
+    before_batch, before_lone = model(batch), model(lone)
+    quantized = sum(isinstance(m, nn.QuantizedLinear | nn.QuantizedEmbedding) for _, m in model.named_modules())
+
+    assert flatten_quantized_rows(model) == quantized > 0
+    kinds = {type(m) for _, m in model.named_modules() if isinstance(m, nn.QuantizedLinear | nn.QuantizedEmbedding)}
+    assert kinds == {FlatQuantizedLinear, FlatQuantizedEmbedding}
+
+    after_batch, after_lone = model(batch), model(lone)
+    assert after_batch.shape == before_batch.shape
+    assert mx.allclose(after_batch, before_batch, atol=1e-4).item()
+    assert mx.array_equal(after_lone, before_lone).item()
+    # one decode step of the batch: (sequences, 1, hidden) through every layer
+    step = batch[:, -1:]
+    assert mx.allclose(model(step), _quantized_tiny()(step), atol=1e-4).item()
+
+
+def test_subclasses_keep_their_own_call() -> None:
+    import mlx.nn as nn
+
+    from ollmlx.runner.engines.mlx.flat_rows import flatten_quantized_rows
+
+    class Custom(nn.QuantizedLinear):
+        pass
+
+    layer = Custom(64, 64, bias=False, group_size=64, bits=4)
+    assert flatten_quantized_rows(layer) == 0 and type(layer) is Custom
+
+
+@pytest.mark.parametrize("flat", ["1", "0"])
+def test_host_tuning_reports_the_batched_layout(flat: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ollmlx.runner.engines.mlx import host
+
+    monkeypatch.setenv("OLLMLX_CPU_WEIGHTS", "as-stored")
+    monkeypatch.setenv("OLLMLX_MLX_FLAT_ROWS", flat)
+    details = host.tune_for_host(_quantized_tiny())
+    assert details["weights"] == "as stored"
+    if flat == "1":
+        assert details["batched_matmul"] == "one product per layer (15 quantized layers)"
+    else:
+        assert "batched_matmul" not in details
