@@ -142,6 +142,17 @@ def test_prefix_cache_hit_skips_prefill(tiny_loaded: Any, engine_factory: Any, c
     assert second.final["prompt_eval_count"] < first.final["prompt_eval_count"] // 2
 
 
+def test_prompt_counted_by_the_server_is_not_tokenized_again(tiny_loaded: Any, engine_factory: Any,
+                                                             collector: Any) -> None:
+    # the server's num_ctx check (/tokenize) and the engine read the same long prompt
+    engine = engine_factory(tiny_loaded)
+    prompt = "fact: the red box holds seven marbles. " * 60
+    counted = engine.tokenize(prompt, add_special=True)
+    done = run(engine, collector, greedy(prompt, 2))
+    assert engine.encode.hits == 1
+    assert done.final["prompt_eval_count"] == len(counted)
+
+
 def test_prompt_longer_than_context(tiny_loaded: Any, engine_factory: Any, collector: Any) -> None:
     engine = engine_factory(tiny_loaded, num_ctx=64)
     long = "word " * 200

@@ -38,6 +38,7 @@ from ollmlx.runner.engines.mlx.loader import LoadedModel
 from ollmlx.runner.engines.mlx.sampling import make_processors, make_sampler
 from ollmlx.runner.engines.mlx.solo import SoloStream
 from ollmlx.runner.protocol import CompletionRequest
+from ollmlx.runner.recent_encodings import RecentEncodings
 from ollmlx.runner.stops import StopMatcher
 
 log = logging.getLogger("ollmlx.runner.mlx")
@@ -66,6 +67,7 @@ class MLXEngine:
                  prefill_step: int = 512, cache_bytes: int = 1 << 30) -> None:
         self.loaded = loaded
         self.tok = loaded.tokenizer
+        self.encode = RecentEncodings(lambda text: list(self.tok.encode(text, add_special_tokens=False)))
         self.num_ctx = num_ctx
         self.parallel = parallel
         self.prefill_step = prefill_step
@@ -105,7 +107,7 @@ class MLXEngine:
         self._inbox.put("cancel", rid)
 
     def tokenize(self, text: str, add_special: bool = False) -> list[int]:
-        ids = list(self.tok.encode(text, add_special_tokens=False))
+        ids = self.encode(text)
         bos = self.tok.bos_token_id
         if add_special and getattr(self.tok, "add_bos_token", False) and bos is not None and ids[:1] != [bos]:
             ids.insert(0, bos)
