@@ -1,9 +1,11 @@
-"""What the engine-level GPU probes share: an MLX model directory loaded with mlx-lm, and a started
-MLXEngine on it (no server, no runner process)."""
+"""What the engine-level GPU probes share: an MLX model directory loaded with mlx-lm, a started
+MLXEngine on it (no server, no runner process), synthetic prompts, and raw mlx-lm BatchGenerator
+throughput as the baseline."""
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,3 +25,27 @@ def start_engine(model: Any, tok: Any, config: dict[str, Any], *, num_ctx: int, 
     engine = MLXEngine(LoadedModel(model, tok, config, 8192, None), num_ctx=num_ctx, parallel=parallel)
     engine.start()
     return engine
+
+
+def synthetic_prompts(n: int, salt: int, length: int, vocab: int) -> list[list[int]]:
+    """n distinct token prompts of `length` tokens, all below `vocab` (random-weight models have no
+    text worth writing)."""
+    return [[(7 * i + 13 * j + salt) % vocab + 5 for j in range(length)] for i in range(n)]
+
+
+def raw_batch_tps(model: Any, prompts: list[list[int]], tokens: int) -> float:
+    """Aggregate tok/s of mlx-lm's BatchGenerator generating `tokens` for every prompt at once."""
+    from mlx_lm.generate import BatchGenerator
+
+    n = len(prompts)
+    gen = BatchGenerator(model, max_tokens=tokens, completion_batch_size=n, prefill_batch_size=min(n, 8))
+    gen.insert(prompts, max_tokens=[tokens] * n)
+    t0 = time.perf_counter()
+    produced, live = 0, n
+    while live:
+        for r in gen.next_generated():
+            produced += 1
+            live -= r.finish_reason is not None
+    dt = time.perf_counter() - t0
+    gen.close()
+    return produced / dt

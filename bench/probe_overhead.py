@@ -31,9 +31,8 @@ def main() -> None:
     ap.add_argument("--history", type=int, default=2000)
     args = ap.parse_args()
     import mlx.core as mx
-    from mlx_lm.generate import BatchGenerator
 
-    from bench.mlx_engine_setup import load_model, start_engine
+    from bench.mlx_engine_setup import load_model, raw_batch_tps, start_engine, synthetic_prompts
     from ollmlx.runner.protocol import CompletionRequest, SamplingOptions
 
     model, tok, config = load_model(args.model_dir)
@@ -41,20 +40,10 @@ def main() -> None:
     levels = [int(x) for x in args.levels.split(",")]
 
     def prompts(n: int, salt: int) -> list[list[int]]:
-        return [[(7 * i + 13 * j + salt) % vocab + 5 for j in range(args.prompt_len)] for i in range(n)]
+        return synthetic_prompts(n, salt, args.prompt_len, vocab)
 
     def raw(n: int, tokens: int, salt: int) -> float:
-        gen = BatchGenerator(model, max_tokens=tokens, completion_batch_size=n, prefill_batch_size=min(n, 8))
-        gen.insert(prompts(n, salt), max_tokens=[tokens] * n)
-        t0 = time.perf_counter()
-        produced, live = 0, n
-        while live:
-            for r in gen.next_generated():
-                produced += 1
-                live -= r.finish_reason is not None
-        dt = time.perf_counter() - t0
-        gen.close()
-        return produced / dt
+        return raw_batch_tps(model, prompts(n, salt), tokens)
 
     engine = start_engine(model, tok, config, num_ctx=4096, parallel=max(levels))
     split = {"next": 0.0, "tokens": 0.0, "steps": 0}

@@ -32,9 +32,9 @@ def main() -> None:
     args = ap.parse_args()
     import mlx.core as mx
     import mlx.nn as nn
-    from mlx_lm.generate import BatchGenerator, generate_step
+    from mlx_lm.generate import generate_step
 
-    from bench.mlx_engine_setup import load_model
+    from bench.mlx_engine_setup import load_model, raw_batch_tps, synthetic_prompts
     from ollmlx.runner.engines.mlx.flat_rows import flatten_quantized_rows
 
     model, _tok, config = load_model(args.model_dir)
@@ -59,28 +59,17 @@ def main() -> None:
 
     for (n, k), m in shapes.items():
         for b in [int(v) for v in args.batches.split(",")]:
-            x = mx.random.normal((b, 1, k)).astype(mx.bfloat16 if m.scales.dtype == mx.bfloat16 else mx.float16)
-            x = x.astype(m.scales.dtype)
+            x = mx.random.normal((b, 1, k)).astype(m.scales.dtype)
             y3, y2 = qmm(m, x), qmm(m, x.reshape(b, k))
             same = bool(mx.allclose(y3.reshape(b, n), y2, atol=1e-2, rtol=1e-2).item())
             print(json.dumps({"N": n, "K": k, "batch": b, "us_B1K": round(timed(m, x), 1),
                               "us_BK": round(timed(m, x.reshape(b, k)), 1), "same": same}), flush=True)
 
     def prompts(n: int, salt: int) -> list[list[int]]:
-        return [[(7 * i + 13 * j + salt) % vocab + 5 for j in range(args.prompt_len)] for i in range(n)]
+        return synthetic_prompts(n, salt, args.prompt_len, vocab)
 
     def raw_batch(n: int, tokens: int, salt: int) -> float:
-        gen = BatchGenerator(model, max_tokens=tokens, completion_batch_size=n, prefill_batch_size=min(n, 8))
-        gen.insert(prompts(n, salt), max_tokens=[tokens] * n)
-        t0 = time.perf_counter()
-        produced, live = 0, n
-        while live:
-            for r in gen.next_generated():
-                produced += 1
-                live -= r.finish_reason is not None
-        dt = time.perf_counter() - t0
-        gen.close()
-        return produced / dt
+        return raw_batch_tps(model, prompts(n, salt), tokens)
 
     def single(tokens: int) -> tuple[float, list[int]]:
         out: list[int] = []

@@ -189,20 +189,24 @@ class Progress:
         self.out.flush()
 
     def _stop(self) -> bool:
-        if self.done.is_set():
-            return False
-        self.done.set()
-        if self.thread is not None:
+        """Stop the redraw thread, once. It is joined without holding the lock: it may be waiting
+        for the lock to draw one more frame, and would never finish."""
+        with self.lock:
+            if self.done.is_set():
+                return False
+            self.done.set()
+        if self.thread is not None and self.thread is not threading.current_thread():
             self.thread.join()
-        for state in self.states:
-            if isinstance(state, Spinner):
-                state.stop()
+        with self.lock:
+            for state in self.states:
+                if isinstance(state, Spinner):
+                    state.stop()
         return True
 
     def stop(self) -> None:
+        if not self._stop():
+            return
         with self.lock:
-            if not self._stop():
-                return
             if self.tty:
                 if self.states:
                     self._render()
@@ -212,9 +216,9 @@ class Progress:
             self.out.flush()
 
     def stop_and_clear(self) -> None:
+        if not self._stop() or not self.tty:
+            return
         with self.lock:
-            if not self._stop() or not self.tty:
-                return
             buf = ["\x1b[?25l"]
             for i in range(self.pos):
                 if i > 0:

@@ -254,6 +254,53 @@ def _draw(kind: str, stream: list[dict[str, Any]]) -> str:
     return err.getvalue()
 
 
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_stops_while_its_redraw_thread_waits_for_the_lock() -> None:
+    """The redraw thread wakes for a frame just as stop_and_clear() takes the lock, and waits for
+    it; stop_and_clear() must not wait for that thread while holding the lock (a CLI chat once
+    hung on its spinner this way)."""
+    import threading
+
+    class WakesAsStopStarts:
+        """The redraw thread's `done`: its first wait ends (for a frame) when the stopper, holding
+        the lock, first asks whether progress is done."""
+
+        def __init__(self) -> None:
+            self.real, self.woken, self.first = threading.Event(), threading.Event(), True
+
+        def wait(self, timeout: float | None = None) -> bool:
+            if self.first:
+                self.first = False
+                self.woken.wait()
+                return False
+            return self.real.wait(timeout)
+
+        def is_set(self) -> bool:
+            if not self.woken.is_set():
+                self.woken.set()
+                time.sleep(0.05)  # the redraw thread now waits for the lock
+            return self.real.is_set()
+
+        def set(self) -> None:
+            self.real.set()
+
+    progress = Progress(_Tty(), tty=False)
+    progress.tty = True
+    progress.add(Spinner(""))
+    progress.done = WakesAsStopStarts()  # type: ignore[assignment]
+    progress.thread = threading.Thread(target=progress._loop, daemon=True)
+    progress.thread.start()
+    stopper = threading.Thread(target=progress.stop_and_clear, daemon=True)
+    stopper.start()
+    stopper.join(timeout=5)
+    assert not stopper.is_alive(), "stop_and_clear deadlocked with the redraw thread"
+    assert not progress.thread.is_alive()
+
+
 def test_status_stream_pull_and_push_lines() -> None:
     d1, d2 = "sha256:" + "1a2b3c4d5e6f" + "0" * 52, "sha256:" + "abcdef012345" + "1" * 52
     pull: list[dict[str, Any]] = [{"status": "pulling manifest"},
