@@ -137,7 +137,7 @@ def turn2_ttft(fn, url: str, model: str, unload: Any, conversation: int = 0) -> 
     hist = long_history(conversation=conversation)
     turn2 = [*hist, {"role": "user", "content": "How many marbles are in box 3?"}]
 
-    async def go() -> tuple[float, float, int]:
+    async def go() -> tuple[float, float]:
         async with httpx.AsyncClient(timeout=None) as c:
             if unload is not None:
                 unload()
@@ -148,9 +148,9 @@ def turn2_ttft(fn, url: str, model: str, unload: Any, conversation: int = 0) -> 
             await fn(c, url, model, hist2[:1], 8)
             warm = await fn(c, url, model, [*hist2, turn2[-1]], 8)
             print(json.dumps({"turn2_cold": cold.final, "turn2_warm": warm.final}), flush=True)
-            return cold.ttft_s, warm.ttft_s, 0
+            return cold.ttft_s, warm.ttft_s
 
-    cold, warm, _ = asyncio.run(go())
+    cold, warm = asyncio.run(go())
     return {"cold_ttft_s": cold, "warm_ttft_s": warm, "warm_over_cold": warm / cold}
 
 

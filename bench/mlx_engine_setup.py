@@ -1,6 +1,6 @@
 """What the engine-level GPU probes share: an MLX model directory loaded with mlx-lm, a started
-MLXEngine on it (no server, no runner process), synthetic prompts, and raw mlx-lm BatchGenerator
-throughput as the baseline."""
+MLXEngine on it (no server, no runner process), synthetic prompts, and raw mlx-lm throughput
+(`generate_step`, BatchGenerator) as the baselines."""
 
 from __future__ import annotations
 
@@ -31,6 +31,20 @@ def synthetic_prompts(n: int, salt: int, length: int, vocab: int) -> list[list[i
     """n distinct token prompts of `length` tokens, all below `vocab` (random-weight models have no
     text worth writing)."""
     return [[(7 * i + 13 * j + salt) % vocab + 5 for j in range(length)] for i in range(n)]
+
+
+def raw_single_tps(model: Any, prompt: list[int], tokens: int) -> tuple[float, list[int]]:
+    """Greedy decode tok/s of mlx-lm's `generate_step` after its first token, and the tokens."""
+    import mlx.core as mx
+    from mlx_lm.generate import generate_step
+
+    out: list[int] = []
+    t0 = time.perf_counter()
+    for tok, _ in generate_step(mx.array(prompt), model, max_tokens=tokens):
+        out.append(int(tok))
+        if len(out) == 1:
+            t0 = time.perf_counter()
+    return (len(out) - 1) / (time.perf_counter() - t0), out
 
 
 def raw_batch_tps(model: Any, prompts: list[list[int]], tokens: int) -> float:

@@ -32,9 +32,8 @@ def main() -> None:
     args = ap.parse_args()
     import mlx.core as mx
     import mlx.nn as nn
-    from mlx_lm.generate import generate_step
 
-    from bench.mlx_engine_setup import load_model, raw_batch_tps, synthetic_prompts
+    from bench.mlx_engine_setup import load_model, raw_batch_tps, raw_single_tps, synthetic_prompts
     from ollmlx.runner.engines.mlx.flat_rows import flatten_quantized_rows
 
     model, _tok, config = load_model(args.model_dir)
@@ -72,13 +71,7 @@ def main() -> None:
         return raw_batch_tps(model, prompts(n, salt), tokens)
 
     def single(tokens: int) -> tuple[float, list[int]]:
-        out: list[int] = []
-        t0 = time.perf_counter()
-        for tok, _ in generate_step(mx.array(prompts(1, 5)[0]), model, max_tokens=tokens):
-            out.append(int(tok))
-            if len(out) == 1:
-                t0 = time.perf_counter()
-        return (len(out) - 1) / (time.perf_counter() - t0), out
+        return raw_single_tps(model, prompts(1, 5)[0], tokens)
 
     levels = [int(v) for v in args.levels.split(",")]
     rows: dict[str, dict[str, float]] = {}

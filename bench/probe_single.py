@@ -22,11 +22,9 @@ def main() -> None:
     ap.add_argument("--model-dir", required=True)
     ap.add_argument("--tokens", type=int, default=128)
     args = ap.parse_args()
-    import mlx.core as mx
-    from mlx_lm.generate import BatchGenerator, generate_step
-    from mlx_lm.sample_utils import make_sampler
+    from mlx_lm.generate import BatchGenerator
 
-    from bench.mlx_engine_setup import load_model, start_engine
+    from bench.mlx_engine_setup import load_model, raw_single_tps, start_engine
     from ollmlx.runner.protocol import CompletionRequest, SamplingOptions
 
     model, tok, config = load_model(args.model_dir)
@@ -34,12 +32,7 @@ def main() -> None:
     n = args.tokens
 
     def raw() -> float:
-        g = generate_step(mx.array(prompt), model, max_tokens=n, sampler=make_sampler(0.0))
-        next(g)
-        t0, k = time.perf_counter(), 0
-        for _ in g:
-            k += 1
-        return k / (time.perf_counter() - t0)
+        return raw_single_tps(model, prompt, n)[0]
 
     def batch1() -> float:
         gen = BatchGenerator(model, max_tokens=n, completion_batch_size=1, prefill_batch_size=1)
