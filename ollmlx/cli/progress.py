@@ -195,7 +195,7 @@ class Progress:
             if self.done.is_set():
                 return False
             self.done.set()
-        if self.thread is not None and self.thread is not threading.current_thread():
+        if self.thread is not None:
             self.thread.join()
         with self.lock:
             for state in self.states:
