@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ollmlx.config import noprune
-from ollmlx.errors import BadRequest
+from ollmlx.errors import BadRequest, ModelNotFound, StoreError
 from ollmlx.runner.protocol import ModelSpec
 from ollmlx.store import manifests as mf
 from ollmlx.store.blobs import normalize_digest, track_in_progress
@@ -227,7 +227,10 @@ class Creator:
 
         params: dict[str, Any] = {}
         for layer in [x for x in layers if x.media_type == mf.MT_MODEL]:
-            chat_template = read_gguf(self.store.blobs.path(layer.digest)).chat_template
+            try:
+                chat_template = read_gguf(self.store.blobs.path(layer.digest)).chat_template
+            except FileNotFoundError as exc:  # pruned by a delete elsewhere since it was parsed
+                raise CreateError(f'blob "{layer.digest}" not found') from exc
             found = detect(chat_template) if chat_template else None
             if found is None:
                 continue
@@ -249,7 +252,14 @@ class Creator:
     # -- the whole create --------------------------------------------------------------------
     def run(self, spec: CreateSpec) -> None:
         try:
-            self._run(spec)
+            try:
+                self._run(spec)
+            except StoreError:
+                # the base was deleted elsewhere (another server on this store) while we read its
+                # layers: the cause is a missing model, not a damaged store
+                if spec.from_ and self.store.entry(parse_name(spec.from_)) is None:
+                    raise ModelNotFound(spec.from_) from None
+                raise
         except BaseException:
             # A failed create (bad input, a full disk, the server stopping) takes back the blobs it
             # wrote; prune keeps any that a manifest references meanwhile.

@@ -119,7 +119,14 @@ class Store:
         entry = self.manifests.get(name)
         if entry is None:
             raise ModelNotFound(display if display is not None else name.display_shortest())
-        return self.model_from_entry(entry)
+        try:
+            return self.model_from_entry(entry)
+        except StoreError:
+            # a delete elsewhere (another server on this store) removed the manifest and pruned
+            # its blobs between our two reads: the model is gone, say so rather than "blob missing"
+            if self.manifests.get(name) is None:
+                raise ModelNotFound(display if display is not None else name.display_shortest()) from None
+            raise
 
     def model_from_entry(self, entry: ManifestEntry) -> Model:
         m = entry.manifest

@@ -61,6 +61,50 @@ def test_create_from_gguf_layout_and_statuses(tmp_path: Path) -> None:
     assert model.system == "be brief" and model.params == {"temperature": 0.5, "stop": ["<|im_end|>"]}
 
 
+def test_model_deleted_between_manifest_and_blob_reads_is_not_found(tmp_path: Path) -> None:
+    """Two servers on one store: B deletes (and prunes) the model just after A read its manifest
+    and before A read its template blob. A must answer "not found", not a 500 about a blob."""
+    store, other = Store(tmp_path), Store(tmp_path)
+    digest = store.blobs.write_file(smollm2_gguf())
+    _create(store, "smol", files={"model.gguf": digest}, system="be brief")
+    read_manifest = store.manifests.get
+    calls = []
+
+    def get_then_delete_elsewhere(name):  # type: ignore[no-untyped-def]
+        entry = read_manifest(name)
+        if not calls:
+            calls.append(name)
+            other.delete(name)
+        return entry
+
+    store.manifests.get = get_then_delete_elsewhere  # type: ignore[method-assign]
+    with pytest.raises(ModelNotFound):
+        store.load(parse_name("smol"))
+    with pytest.raises(ModelNotFound):
+        _create(store, "derived", from_="smol")
+
+
+def test_create_whose_base_is_deleted_while_its_layers_are_read_says_not_found(tmp_path: Path) -> None:
+    """B deletes the base (pruning its params layer) after A resolved it and before A merged its
+    parameters: A's create says the base is not found and writes nothing."""
+    store, other = Store(tmp_path), Store(tmp_path)
+    digest = store.blobs.write_file(smollm2_gguf())
+    _create(store, "smol", files={"model.gguf": digest}, parameters={"temperature": 0.5})
+    creator = Creator(store, lambda e: None)
+    resolve = creator.from_model
+
+    def resolve_then_delete_elsewhere(ref: str) -> list:
+        layers = resolve(ref)
+        other.delete(parse_name(ref))
+        return layers
+
+    creator.from_model = resolve_then_delete_elsewhere  # type: ignore[method-assign]
+    with pytest.raises(ModelNotFound, match="smol"):
+        creator.run(CreateSpec(name=parse_name("derived"), from_="smol", system="new"))
+    assert not any((tmp_path / "manifests").rglob("derived"))
+    assert not any(p.name.startswith("sha256-") for p in (tmp_path / "blobs").iterdir()), "nothing left behind"
+
+
 def test_create_rejects_non_gguf_and_leaves_store_unchanged(tmp_path: Path) -> None:
     store = Store(tmp_path)
     junk = store.blobs.write_bytes(b"not a model at all" * 100)
