@@ -41,6 +41,21 @@ def _status_error(status: int, message: str) -> OllmlxError:
     return err
 
 
+def _has_exited(proc: asyncio.subprocess.Process) -> bool:
+    """True once the process has ended, even before asyncio's child watcher has reaped it and set
+    returncode: a stream sees a killed runner's socket close first, and a request arriving in
+    between must not be handed the dead runner. WNOWAIT peeks without reaping, so the watcher
+    still collects the exit code."""
+    if proc.returncode is not None:
+        return True
+    if not hasattr(os, "waitid"):  # macOS has no os.waitid: returncode alone, as before
+        return False
+    try:
+        return os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:  # already reaped by the watcher; returncode follows on the loop
+        return True
+
+
 class RunnerProcess:
     def __init__(self, engine: str, spec: ModelSpec, *, num_ctx: int, parallel: int,
                  hostfile: str | None = None) -> None:
@@ -68,8 +83,8 @@ class RunnerProcess:
 
     @property
     def alive(self) -> bool:
-        return (self.proc is not None and self.proc.returncode is None
-                and all(p.returncode is None for _, _, p in self.peers))
+        procs = [] if self.proc is None else [self.proc, *(p for _, _, p in self.peers)]
+        return bool(procs) and not any(_has_exited(p) for p in procs)
 
     def stderr_tail(self) -> str:
         """The runner's last words: a fatal error (faulthandler's first line), else its last error
