@@ -124,6 +124,11 @@ def start_server(tmp: Path, env_extra: dict[str, str] | None = None, models: Pat
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OLLAMA_", "OLLMLX_"))}
     env.update({"OLLMLX_HOST": f"127.0.0.1:{port}", "OLLMLX_MODELS": str(models),
                 "PYTHONPATH": str(REPO), "HOME": str(tmp)})
+    # no test server reaches the internet: a pull from a real registry (create's `from` of a model
+    # not here, a run of an unknown name) fails at once on a dead proxy; loopback emulators bypass it
+    for var in ("NO_PROXY", "no_proxy"):
+        env.pop(var, None)
+    env.update({"HTTPS_PROXY": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"})
     env.update(env_extra or {})
     tmp.mkdir(parents=True, exist_ok=True)
     log_path = tmp / f"server-{port}.log"

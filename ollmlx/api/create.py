@@ -15,6 +15,7 @@ from ollmlx.api.schemas import CreateRequest
 from ollmlx.api.streaming import JSONResponse, ndjson
 from ollmlx.api.wire import decode
 from ollmlx.errors import BadRequest, InvalidModelName, NotFound, OllmlxError, message_of
+from ollmlx.serve.pull import pull_blocking
 from ollmlx.store.blobs import normalize_digest
 from ollmlx.store.create import CreateSpec, Creator, check_relative
 from ollmlx.store.names import parse_name
@@ -79,7 +80,7 @@ async def create(request: Request) -> Response:
 
     def work() -> None:
         try:
-            Creator(store, progress).run(spec)
+            Creator(store, progress, pull_missing=lambda name: pull_blocking(store, name, progress)).run(spec)
         except OllmlxError as exc:
             progress({"error": exc.message, "status": exc.status})
         except Exception as exc:

@@ -26,7 +26,7 @@ import httpx
 
 from ollmlx import __version__
 from ollmlx.errors import OllmlxError
-from ollmlx.registry import auth
+from ollmlx.registry import auth, outbound
 from ollmlx.store import manifests as mf
 from ollmlx.store.blobs import CHUNK, normalize_digest
 from ollmlx.store.manifests import Manifest
@@ -116,7 +116,7 @@ class RegistryClient:
         self.timeout = timeout if timeout is not None else timeout_seconds()
         self.token: str | None = None
         self.http = httpx.AsyncClient(
-            timeout=httpx.Timeout(self.timeout), follow_redirects=True, max_redirects=10, trust_env=False,
+            timeout=httpx.Timeout(self.timeout), follow_redirects=True, max_redirects=10, **outbound.client_options(),
             headers={"User-Agent": f"ollmlx/{__version__} (ollama compatible)"})
 
     async def __aenter__(self) -> RegistryClient:

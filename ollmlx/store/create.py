@@ -74,9 +74,11 @@ def check_relative(path: str) -> None:
 
 
 class Creator:
-    def __init__(self, store: Store, progress: Progress) -> None:
+    def __init__(self, store: Store, progress: Progress,
+                 pull_missing: Callable[[ModelName], None] | None = None) -> None:
         self.store = store
         self.progress = progress
+        self.pull_missing = pull_missing  # fetches a `from` model that is not here (the server's pull)
         self.config: dict[str, Any] = {}
         self._intermediate: set[str] = set()  # whole-file blobs split into tensor layers
         self._written: set[str] = set()  # blobs this create wrote: removed again if it fails
@@ -110,7 +112,13 @@ class Creator:
         base = parse_name(ref)
         if not base.is_valid():
             raise CreateError("invalid model name")
-        model = self.store.load(base, display=ref)
+        try:
+            model = self.store.load(base, display=ref)
+        except ModelNotFound:
+            if self.pull_missing is None:
+                raise
+            self.pull_missing(base)  # as Ollama's parseFromModel: a base not here is pulled first
+            model = self.store.load(base, display=ref)
         for key in ("model_format", "model_family", "model_families", "model_type", "file_type", "renderer", "parser",
                     "requires"):
             if key in model.config and key not in self.config:

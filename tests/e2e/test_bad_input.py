@@ -108,8 +108,8 @@ def test_cli_create_with_bad_modelfiles(server: Server, tmp_path: Path) -> None:
     assert r.returncode == 1 and "no FROM line" in r.stderr
     not_a_model = tmp_path / "NotAModel"
     not_a_model.write_text("FROM this-model-does-not-exist\n")
-    r = server.cli("create", "x", "-f", str(not_a_model))
-    assert r.returncode == 1 and "not found" in r.stderr
+    r = server.cli("create", "x", "-f", str(not_a_model))  # pulled first, as Ollama does: no registry here
+    assert r.returncode == 1 and "pulling manifest" in r.stderr and "Error: pull model manifest: " in r.stderr, r.stderr
     text_file = tmp_path / "notes.gguf"
     text_file.write_text("just text, not a model\n" * 50)
     from_text = tmp_path / "FromText"

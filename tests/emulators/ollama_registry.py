@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import ssl
 import threading
 import uuid
 from dataclasses import dataclass
@@ -206,8 +207,8 @@ class RegistryHandler(Handler):
 class OllamaRegistry(EmulatorServer):
     handler = RegistryHandler
 
-    def __init__(self, token: str | None = None) -> None:
-        super().__init__()
+    def __init__(self, token: str | None = None, tls: ssl.SSLContext | None = None) -> None:
+        super().__init__(tls)
         self.manifests: dict[tuple[str, str], bytes] = {}
         self.blobs: dict[str, Body] = {}
         self.faults: dict[str, Fault] = {}
