@@ -163,6 +163,12 @@ def origins() -> list[str]:
     return [o.strip() for o in value.split(",") if o.strip()]
 
 
+def go_template() -> bool | None:
+    """OLLAMA_GO_TEMPLATE (spec §13): None when unset, so the template's capabilities decide."""
+    value = _raw("GO_TEMPLATE")
+    return None if value is None or value == "" else _bool("GO_TEMPLATE")
+
+
 def noprune() -> bool:
     return _bool("NOPRUNE")
 
@@ -229,6 +235,7 @@ ENV_DOCS: dict[str, tuple[str, str]] = {
     "OLLAMA_ORIGINS": ("", "A comma separated list of allowed origins"),
     "OLLAMA_NOPRUNE": ("false", "Do not prune model blobs on startup"),
     "OLLAMA_NOHISTORY": ("false", "Do not preserve readline history"),
+    "OLLAMA_GO_TEMPLATE": ("unset", "A GGUF's Go TEMPLATE (true) or its Jinja chat template (false); unset: the more capable"),
     "HTTPS_PROXY": ("", "HTTPS proxy for pulls and pushes (loopback registries are reached directly)"),
     "HTTP_PROXY": ("", "HTTP proxy for insecure registries (not for the ollmlx server itself)"),
     "NO_PROXY": ("", "Hosts reached without a proxy"),

@@ -13,7 +13,7 @@ EMBEDDING_ARCHITECTURES = {"bert", "nomic-bert", "nomic_bert", "xlm-roberta", "x
                            "modernbert", "jina-bert-v2", "new", "distilbert", "mpnet"}
 
 
-def _go_template_caps(template: str) -> set[str]:
+def go_template_caps(template: str) -> set[str]:
     from ollmlx.text.ollama_template import capabilities as template_capabilities
 
     try:
@@ -103,8 +103,10 @@ def capabilities(model: Model) -> list[str]:
     caps.append("completion")
     if has_vision(model):  # Ollama's order: completion and vision, then what the template gives
         caps.append("vision")
-    if model.template:
-        found = _go_template_caps(model.template)
+    from ollmlx.serve.template_choice import go_template_in_use
+
+    if go_template := go_template_in_use(model):
+        found = go_template_caps(go_template)
     else:
         found = set()
         jinja = chat_template_of(model) or ""

@@ -30,6 +30,7 @@ from ollmlx.serve.capabilities import capabilities, chat_template_of
 from ollmlx.serve.loading import load_request
 from ollmlx.serve.parsers import Delta, OutputParser, build_output_parser
 from ollmlx.serve.parsers.thinking import strip_thinking
+from ollmlx.serve.template_choice import go_template_in_use
 from ollmlx.serve.truncate import IMAGE_TOKENS, Fitted, fit_messages
 from ollmlx.store.names import parse_name
 from ollmlx.store.store import Model, Store
@@ -77,7 +78,7 @@ def request_think(raw: Any, model: str, caps: list[str]) -> tuple[Think, bool]:
 
 def output_parser(model: Model, prompt: str, think: Think, tools: list[dict[str, Any]] | None,
                   template_override: str | None = None) -> OutputParser | None:
-    go_template = template_override or model.template
+    go_template = template_override or go_template_in_use(model)
     return build_output_parser(go_template=go_template, chat_template=None if go_template else chat_template_of(model),
                                prompt=prompt, tools=tools, think=bool(think.value))
 

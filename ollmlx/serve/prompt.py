@@ -8,6 +8,7 @@ from typing import Any
 
 from ollmlx.errors import BadRequest, OllmlxError
 from ollmlx.serve.capabilities import chat_template_of, has_vision
+from ollmlx.serve.template_choice import go_template_in_use
 from ollmlx.store.store import Model
 
 DEFAULT_TEMPLATE = "{{ .Prompt }}"
@@ -83,7 +84,7 @@ def hf_messages(messages: list[dict[str, Any]], vision: bool) -> list[dict[str, 
 
 
 def render(model: Model, req: PromptRequest) -> str:
-    template = req.template_override or model.template
+    template = req.template_override or go_template_in_use(model)
     if template:
         from ollmlx.text.ollama_template import render_messages
 

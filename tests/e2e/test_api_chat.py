@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from helpers import Server
+from helpers import Server, running_server
 
 MODEL = "smollm2:135m"
 LONG = "registry.ollama.ai/library/smollm2:135m"
@@ -143,3 +144,15 @@ def test_stream_and_non_stream_agree(server: Server) -> None:
     whole = chat(server, msgs, options=FAST).json()
     assert whole["message"] == {"role": "assistant", "content": joined}
     assert whole["done_reason"] == "length" and whole["eval_count"] == 4
+
+
+def test_ollama_go_template_false_renders_the_ggufs_own_jinja(server: Server, tmp_path: Path) -> None:
+    """§13, §22: OLLAMA_GO_TEMPLATE=false renders a GGUF with its tokenizer.chat_template instead of
+    its Go TEMPLATE. SmolLM2's Jinja adds a default system turn; the autodetected chatml does not."""
+    messages = [user("Hi")]
+    assert "named SmolLM" not in rendered(server, messages)
+    with running_server(tmp_path, {"OLLAMA_GO_TEMPLATE": "false", "OLLAMA_NOPRUNE": "1"},
+                        models=server.models) as jinja_server:
+        text = rendered(jinja_server, messages)
+    assert text == ("<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face"
+                    "<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")
