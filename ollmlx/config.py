@@ -182,11 +182,9 @@ def nohistory() -> bool:
     return _bool("NOHISTORY")
 
 
-def max_request_bytes() -> int:
-    """Largest request body accepted (blob uploads excepted): bytes, or a size like `64MiB`;
-    0 or less turns the limit off. Real requests are far smaller; many images fit."""
-    value = _raw("MAX_REQUEST_SIZE")
-    default = 64 << 20
+def _size(name: str, default: int) -> int:
+    """Bytes, or a size such as `64MiB` / `12GB`; unset or unparsable: the default."""
+    value = _raw(name)
     if not value:
         return default
     units = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30}
@@ -196,6 +194,17 @@ def max_request_bytes() -> int:
         return int(float(number) * units[unit])
     except (ValueError, KeyError):
         return default
+
+
+def max_request_bytes() -> int:
+    """Largest request body accepted (blob uploads excepted): bytes, or a size like `64MiB`;
+    0 or less turns the limit off. Real requests are far smaller; many images fit."""
+    return _size("MAX_REQUEST_SIZE", 64 << 20)
+
+
+def max_memory_bytes() -> int:
+    """OLLMLX_MAX_MEMORY: the memory loaded models may take together (0: what the host has free)."""
+    return _size("MAX_MEMORY", 0)
 
 
 def engine_override() -> str | None:
@@ -256,5 +265,6 @@ ENV_DOCS: dict[str, tuple[str, str]] = {
     "OLLMLX_DISTRIBUTED_MODE": ("auto", "How a model is split across ranks: auto, tensor or pipeline"),
     "OLLMLX_DISTRIBUTED_PORT": ("32323", "First port of a distributed group on hosts other than this one"),
     "OLLMLX_LLAMACPP_REPACK": ("auto", "Let llama.cpp repack weights for its CPU kernels (1/0)"),
+    "OLLMLX_MAX_MEMORY": ("free memory", "Memory loaded models may take together; models are unloaded to fit (e.g. 12GiB)"),
     "OLLMLX_MAX_REQUEST_SIZE": ("64MiB", "Largest request body accepted, blob uploads excepted (0: no limit)"),
 }

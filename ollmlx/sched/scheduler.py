@@ -22,6 +22,7 @@ from ollmlx.runner.protocol import (
     ModelSpec,
     RunnerInfo,
 )
+from ollmlx.sched import memory
 
 log = logging.getLogger("ollmlx.sched")
 
@@ -69,6 +70,7 @@ class LoadRequest:
     parallel: int
     load_options: tuple[tuple[str, Any], ...] = ()
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    memory: int = field(default=0, compare=False)  # estimated bytes once loaded (0: unknown)
 
 
 @dataclass
@@ -135,7 +137,7 @@ class Scheduler:
                     # a load-time option changed: wait for its requests, then reload
                     await self._wait_idle(current)
                     await self._unload(current)
-                await self._make_room(req.key)
+                await self._make_room(req)
                 loaded = await self._load(req, keep_alive)
                 self._take(loaded, keep_alive)
                 return loaded
@@ -218,11 +220,24 @@ class Scheduler:
         with contextlib.suppress(RuntimeError):
             asyncio.get_running_loop().create_task(notify())
 
-    async def _make_room(self, key: str) -> None:
-        while len([k for k in self.loaded if k != key]) >= self._max_loaded():
+    def _fits(self, req: LoadRequest, others: list[Loaded]) -> bool:
+        if not req.memory:
+            return True
+        free = memory.room(x.req.memory for x in others)
+        if free is None or req.memory <= free:
+            return True
+        log.info("%s needs ~%d MiB, %d MiB free for models: unloading another model",
+                 req.name, req.memory >> 20, max(0, free) >> 20)
+        return False
+
+    async def _make_room(self, req: LoadRequest) -> None:
+        """Unload models until this one may load: the max-loaded count, then the fit check (a
+        model that does not fit even alone still loads, as Ollama's last resort does)."""
+        while others := [x for k, x in self.loaded.items() if k != req.key]:
+            if len(others) < self._max_loaded() and self._fits(req, others):
+                return
             # Ollama's victim order: shortest keep_alive first (not LRU), idle ones preferred
-            candidates = sorted((x for k, x in self.loaded.items() if k != key),
-                                key=lambda x: (x.keep_alive, x.req.name))
+            candidates = sorted(others, key=lambda x: (x.keep_alive, x.req.name))
             idle = [x for x in candidates if x.refcount == 0]
             victim = idle[0] if idle else candidates[0]
             if not idle:

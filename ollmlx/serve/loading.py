@@ -14,6 +14,7 @@ from ollmlx import config
 from ollmlx.options import load_time_options
 from ollmlx.runner.protocol import ModelSpec
 from ollmlx.sched.scheduler import LoadRequest
+from ollmlx.serve.memory_estimate import estimate_bytes
 from ollmlx.store.manifests import MT_ADAPTER as ADAPTER_MEDIA_TYPE
 from ollmlx.store.store import Model
 
@@ -104,4 +105,5 @@ def load_request(model: Model, opts: dict[str, Any], *, embedding: bool = False)
         parallel=parallel,
         load_options=tuple(sorted((k, repr(v)) for k, v in lt.items())),
         extra={"model": model},
+        memory=estimate_bytes(model, int(opts.get("num_ctx") or 0)),
     )

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from helpers import Server, running_server
+from helpers import Server, running_server, smollm2_gguf
 
 MODEL = "smollm2:135m"
 BUSY = "server busy, please try again.  maximum pending requests exceeded"
@@ -65,6 +65,24 @@ def test_one_model_at_a_time(server: Server, variants: list[str], tmp_path: Path
         first = srv.runners()
         generate(srv, b)
         assert loaded(srv) == [b] and len(srv.runners()) == 1 and srv.runners() != first
+
+
+def test_models_are_unloaded_to_fit_the_memory_budget(server: Server, variants: list[str], tmp_path: Path) -> None:
+    """§18 fit check: with room for one SmolLM2 and a half (OLLMLX_MAX_MEMORY), loading a second
+    one unloads the first; the estimate is the weights plus one context of 16-bit KV cache."""
+    b, _ = variants
+    estimate = smollm2_gguf().stat().st_size + 2 * 30 * 3 * 64 * 2 * 2048  # 30 layers, 3 KV heads of 64
+    env = {"OLLMLX_MAX_MEMORY": str(int(estimate * 1.5)), "OLLAMA_CONTEXT_LENGTH": "2048"}
+    with running_server(tmp_path, env, models=server.models) as srv:
+        generate(srv, MODEL)
+        generate(srv, b)
+        assert loaded(srv) == [b] and len(srv.runners()) == 1
+        assert "needs ~" in srv.log() and "unloading another model" in srv.log()
+    env["OLLMLX_MAX_MEMORY"] = str(int(estimate * 2.5))
+    with running_server(tmp_path / "roomy", env, models=server.models) as srv:
+        generate(srv, MODEL)
+        generate(srv, b)
+        assert sorted(loaded(srv)) == sorted([MODEL, b])
 
 
 def test_queue_limit_and_waiting_for_a_load(server: Server, variants: list[str], tmp_path: Path) -> None:

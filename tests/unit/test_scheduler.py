@@ -52,16 +52,17 @@ class FakeRunner:
             self._exit.set_result(0)
 
 
-def req(key: str = "a", num_ctx: int = 4096) -> LoadRequest:
+def req(key: str = "a", num_ctx: int = 4096, memory: int = 0) -> LoadRequest:
     return LoadRequest(key=key, name=f"{key}:latest", engine="mlx",
-                       spec=ModelSpec(format="gguf", gguf_path="/x", name=key), num_ctx=num_ctx, parallel=1)
+                       spec=ModelSpec(format="gguf", gguf_path="/x", name=key), num_ctx=num_ctx, parallel=1,
+                       memory=memory)
 
 
 @pytest.fixture(autouse=True)
 def _reset(monkeypatch: pytest.MonkeyPatch) -> None:
     FakeRunner.started = []
     for var in ("OLLAMA_KEEP_ALIVE", "OLLMLX_KEEP_ALIVE", "OLLAMA_MAX_LOADED_MODELS", "OLLMLX_MAX_LOADED_MODELS",
-                "OLLAMA_MAX_QUEUE", "OLLMLX_MAX_QUEUE"):
+                "OLLAMA_MAX_QUEUE", "OLLMLX_MAX_QUEUE", "OLLMLX_MAX_MEMORY"):
         monkeypatch.delenv(var, raising=False)
 
 
@@ -188,6 +189,48 @@ def test_queue_limit_answers_busy(monkeypatch: pytest.MonkeyPatch) -> None:
         assert exc.value.status == 503
         assert exc.value.message == "server busy, please try again.  maximum pending requests exceeded"
         s.release(await first)
+        await s.shutdown()
+
+    run(go())
+
+
+def test_fit_check_unloads_shortest_keep_alive_until_the_new_model_fits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """§18 fit check: a model predicted not to fit makes room, victims in Ollama's order."""
+    monkeypatch.setenv("OLLMLX_MAX_MEMORY", "1000")
+    async def go() -> None:
+        s = Scheduler(FakeRunner)
+        for key, keep in (("a", 60.0), ("b", 30.0)):
+            s.release(await s.acquire(req(key, memory=400), keep))
+        assert sorted(s.loaded) == ["a", "b"]
+        c = await s.acquire(req("c", memory=300), None)  # 400 + 400 + 300 > 1000: b (30 s) goes
+        assert sorted(s.loaded) == ["a", "c"] and FakeRunner.started[1].stopping
+        s.release(c)
+        d = await s.acquire(req("d", memory=900), None)  # needs everything else gone
+        assert sorted(s.loaded) == ["d"]
+        s.release(d)
+        e = await s.acquire(req("e", memory=5000), None)  # too big even alone: loads anyway
+        assert sorted(s.loaded) == ["e"]
+        s.release(e)
+        f = await s.acquire(req("f"), None)  # unknown size: only the count limit applies
+        assert sorted(s.loaded) == ["e", "f"]
+        s.release(f)
+        await s.shutdown()
+
+    run(go())
+
+
+def test_fit_check_waits_for_a_busy_victim(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OLLMLX_MAX_MEMORY", "1000")
+    async def go() -> None:
+        s = Scheduler(FakeRunner)
+        a = await s.acquire(req("a", memory=600), None)
+        task = asyncio.create_task(s.acquire(req("b", memory=600), None))
+        await asyncio.sleep(0.1)
+        assert not task.done() and "a" in s.loaded, "a's request is still running"
+        s.release(a)
+        b = await asyncio.wait_for(task, 5)
+        assert sorted(s.loaded) == ["b"]
+        s.release(b)
         await s.shutdown()
 
     run(go())
