@@ -44,15 +44,15 @@ def _status_error(status: int, message: str) -> OllmlxError:
 def _has_exited(proc: asyncio.subprocess.Process) -> bool:
     """True once the process has ended, even before asyncio's child watcher has reaped it and set
     returncode: a stream sees a killed runner's socket close first, and a request arriving in
-    between must not be handed the dead runner. WNOWAIT peeks without reaping, so the watcher
-    still collects the exit code."""
+    between must not be handed the dead runner. A zombie is dead; looking does not reap it, so
+    the watcher still collects the exit code."""
     if proc.returncode is not None:
         return True
-    if not hasattr(os, "waitid"):  # macOS has no os.waitid: returncode alone, as before
-        return False
+    import psutil
+
     try:
-        return os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
-    except ChildProcessError:  # already reaped by the watcher; returncode follows on the loop
+        return psutil.Process(proc.pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:  # already reaped by the watcher; returncode follows on the loop
         return True
 
 

@@ -9,12 +9,8 @@ import signal
 import sys
 import time
 
-import pytest
-
 from ollmlx.runner.client import RunnerProcess
 from ollmlx.runner.protocol import ModelSpec
-
-pytestmark = pytest.mark.skipif(not hasattr(os, "waitid"), reason="os.waitid is absent on this OS (macOS)")
 
 
 def test_killed_runner_is_dead_before_asyncio_reaps_it() -> None:
