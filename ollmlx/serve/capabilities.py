@@ -116,5 +116,7 @@ def capabilities(model: Model) -> list[str]:
             found.add("thinking")
     if str(model.config.get("model_family", "")) in ("gptoss", "gpt-oss"):
         found.add("thinking")
+    if model.config.get("parser") == "harmony":  # a builtin parser's capabilities (parserCapabilities)
+        found |= {"tools", "thinking"}
     caps.extend(cap for cap in ("tools", "insert", "thinking") if cap in found)
     return caps

@@ -29,6 +29,7 @@ from ollmlx.serve import prompt as prompts
 from ollmlx.serve.capabilities import capabilities, chat_template_of
 from ollmlx.serve.loading import load_request
 from ollmlx.serve.parsers import Delta, OutputParser, build_output_parser
+from ollmlx.serve.parsers.harmony import FINAL, START, FunctionNames, HarmonyParser, prefill_for, uses_harmony
 from ollmlx.serve.parsers.thinking import strip_thinking
 from ollmlx.serve.template_choice import go_template_in_use
 from ollmlx.serve.truncate import IMAGE_TOKENS, Fitted, fit_messages
@@ -81,6 +82,19 @@ def output_parser(model: Model, prompt: str, think: Think, tools: list[dict[str,
     go_template = template_override or go_template_in_use(model)
     return build_output_parser(go_template=go_template, chat_template=None if go_template else chat_template_of(model),
                                prompt=prompt, tools=tools, think=bool(think.value))
+
+
+def harmony_names(model: Model, template_override: str | None = None) -> FunctionNames | None:
+    """A per-request tool-name map when the model speaks harmony (gpt-oss), else None."""
+    return FunctionNames() if uses_harmony(model.config, template_override or go_template_in_use(model)) else None
+
+
+def harmony_parser(names: FunctionNames, text: str, prefill: str, constrained: bool) -> tuple[HarmonyParser, str]:
+    """The parser and the prompt. With a `format` the answer is written straight into the final
+    channel (the grammar allows no harmony header), so the prompt opens that channel for it."""
+    if constrained and prefill != FINAL and text.endswith(START + "assistant"):
+        return HarmonyParser(names, FINAL), text + FINAL.removeprefix(START + "assistant")
+    return HarmonyParser(names, prefill), text
 
 
 def check_images(model: Model, caps: list[str], images: list[str]) -> None:
@@ -226,6 +240,9 @@ class Inference:
         if req.raw and (req.template or req.system or req.context):
             raise BadRequest("raw mode does not support template, system, or context")
         think, think_set = request_think(req.think, req.model, caps)
+        names = None if req.raw else harmony_names(model, req.template or None)
+        if names is not None and think.level == "max":
+            think = Think(think.value, "high")  # harmony has no "max" level
         if "completion" not in caps:
             raise BadRequest(f'"{req.model}" does not support generate')
         if req.suffix and "insert" not in caps:
@@ -243,11 +260,15 @@ class Inference:
                        "_debug_info": {"rendered_template": text, "image_count": len(req.images or [])}}
                 return
             check_images(model, caps, req.images or [])
+            parser: OutputParser | None
+            if names is not None:
+                parser, text = harmony_parser(names, text, START + "assistant", bool(req.format))
+            else:
+                parser = output_parser(model, text, think, None, req.template or None)
             creq = CompletionRequest(prompt=text, options=sampling(opts), format=req.format or None,
                                      logprobs=req.logprobs, top_logprobs=req.top_logprobs,
                                      shift=req.shift is not False, truncate=req.truncate is not False,
                                      return_tokens=not req.raw, images=req.images or [])
-            parser = output_parser(model, text, think, None, req.template or None)
             async for chunk in self._run(model, opts, keep_alive, creq, t0, held=(loaded, load_duration)):
                 delta = parser.feed(chunk.get("content", ""), bool(chunk.get("done"))) if parser \
                     else Delta(chunk.get("content", ""))
@@ -370,10 +391,14 @@ class Inference:
         if model.system and messages[0].get("role") != "system":  # the request's first message decides
             msgs.insert(0, {"role": "system", "content": model.system})
         msgs = strip_earlier_thinking(model, msgs)
+        names = harmony_names(model)
+        tools = names.tools(req.tools) if names is not None else req.tools
+        if names is not None and think.level == "max":
+            think = Think(think.value, "high")  # harmony has no "max" level
 
         def render(kept: list[dict[str, Any]]) -> str:
             return prompts.render(model, prompts.PromptRequest(
-                kept, tools=req.tools, think=think.value, think_level=think.level, is_think_set=think_set))
+                kept, tools=tools, think=think.value, think_level=think.level, is_think_set=think_set))
 
         fitted = await self._fit(model, held[0], opts, msgs, req.truncate is not False, render)
         msgs, text = fitted.messages, fitted.prompt
@@ -384,7 +409,11 @@ class Inference:
             return
         images = [img for m in msgs for img in (m.get("images") or [])]  # in [img-N] order
         check_images(model, caps, images)
-        parser = output_parser(model, text, think, req.tools or None)
+        parser: OutputParser | None
+        if names is not None:
+            parser, text = harmony_parser(names, text, prefill_for(msgs), bool(req.format))
+        else:
+            parser = output_parser(model, text, think, req.tools or None)
         # a thinking model thinks unconstrained first; `format` applies once the answer starts
         two_pass = bool(req.format) and parser is not None and parser.thinking is not None
         creq = CompletionRequest(prompt=text, options=sampling(opts), format=None if two_pass else req.format or None,

@@ -202,7 +202,8 @@ def test_format_applies_once_thinking_ends(server: Server, thinky: str) -> None:
     # assistant message and the JSON constraint (constrained from the start, the output would be
     # JSON inside the thinking and no content)
     body = {"model": thinky, "messages": [{"role": "user", "content": "5+5?"}], "format": "json", "stream": False}
-    msg = _post(server, "/api/chat", body).json()["message"]
+    reply = _post(server, "/api/chat", body).json()
+    msg = reply.get("message", reply)
     assert msg["thinking"].strip() and "{" not in msg["thinking"]
     assert msg["content"].lstrip().startswith("{")
 
@@ -259,3 +260,46 @@ def test_show_and_tags_report_capabilities(server: Server, tooly: str, thinky: s
     assert _post(server, "/api/show", {"model": "smollm2:135m"}).json()["capabilities"] == ["completion"]
     tags = {m["name"]: m.get("capabilities") for m in httpx.get(server.url + "/api/tags").json()["models"]}
     assert tags[tooly] == ["completion", "tools"] and tags[thinky] == ["completion", "thinking"]
+
+
+# -- harmony (gpt-oss's format; here a PARSER on SmolLM2 that copies harmony few-shot) ------------
+
+HARMONY_TEMPLATE = """Tools: {{ range .Tools }}{{ .Function.Name }} {{ end }}| effort {{ .ThinkLevel }}
+Examples:
+user: weather in Rome?
+<|start|>assistant<|channel|>analysis<|message|>Need weather.<|end|><|start|>assistant<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{"location": "Rome"}<|call|>
+user: weather in Oslo?
+<|start|>assistant<|channel|>analysis<|message|>Need weather.<|end|><|start|>assistant<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{"location": "Oslo"}<|call|>
+user: weather in Lima?
+<|start|>assistant<|channel|>analysis<|message|>Need weather.<|end|><|start|>assistant<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{"location": "Lima"}<|call|>
+{{ range .Messages }}{{ if eq .Role "user" }}user: {{ .Content }}
+{{ end }}{{ end }}<|start|>assistant"""
+
+
+@pytest.fixture(scope="module")
+def harmonic(server: Server) -> Iterator[str]:
+    r = _post(server, "/api/create", {"model": "harmonic:135m", "from": "smollm2:135m", "parser": "harmony",
+                                      "template": HARMONY_TEMPLATE, "stream": False,
+                                      "parameters": {"temperature": 0, "num_predict": 100, "stop": ["<|call|>"]}})
+    assert r.status_code == 200, r.text
+    yield "harmonic:135m"
+    _unload(server, "harmonic:135m")
+
+
+def test_harmony_channels_and_tool_call_with_the_callers_tool_name(server: Server, harmonic: str) -> None:
+    """§9, §11: a PARSER harmony model: analysis is thinking, a `to=functions.…` message is the
+    tool call; the tool the caller named `get-weather` is `get_weather` to the model and comes back
+    as `get-weather`. `think: "max"` renders as harmony's "high"."""
+    tool = {**WEATHER, "function": {**WEATHER["function"], "name": "get-weather"}}
+    body = {"model": harmonic, "messages": ASK, "tools": [tool], "think": "max", "stream": False}
+    rendered = _post(server, "/api/chat", {**body, "_debug_render_only": True}).json()["_debug_info"]["rendered_template"]
+    assert rendered.startswith("Tools: get_weather | effort high\n")
+    reply = _post(server, "/api/chat", body).json()
+    assert "error" not in reply, reply
+    msg = reply["message"]
+    assert msg["thinking"] == "Need weather." and msg["content"] == "", reply
+    (call,) = msg["tool_calls"]
+    assert CALL_ID.match(call["id"])
+    # the 135M model copies its last example's city more often than it reads the question's
+    assert call["function"]["index"] == 0 and call["function"]["name"] == "get-weather"
+    assert list(call["function"]["arguments"]) == ["location"], call
