@@ -3,6 +3,8 @@
 
 - A model with only one of the two uses it; MLX models use their Go TEMPLATE whenever they have
   one (Ollama renders for its MLX runner).
+- A model with a builtin RENDERER (qwen3-coder, …), which ollmlx does not implement, renders
+  with its Jinja chat template when it has one.
 - A GGUF with both: `OLLAMA_GO_TEMPLATE`, when set, decides (true: Go, false: the GGUF's Jinja).
   Unset, the Go template wins unless the Jinja template has more capabilities (a curated Go
   template that predates tools, say), or the same tool support with a tool round trip the Go
@@ -19,8 +21,14 @@ from ollmlx.store.store import Model
 def go_template_in_use(model: Model) -> str | None:
     """The Go template that renders this model's prompts, or None when its Jinja template does."""
     template = model.template
-    if not template or model.format != "gguf":
-        return template or None
+    if not template:
+        return None
+    if model.config.get("renderer") and model.config.get("renderer") != "harmony" and chat_template_of(model):
+        # Ollama renders such a model with a builtin renderer, and its TEMPLATE is often a bare
+        # `{{ .Prompt }}`: the model's own chat template is the closest rendering ollmlx has
+        return None
+    if model.format != "gguf":
+        return template
     jinja = chat_template_of(model)
     if not jinja:
         return template

@@ -49,10 +49,11 @@ def smol(tmp_path_factory: pytest.TempPathFactory) -> Model:
     return _model(tmp_path_factory.mktemp("smol"), smollm2_gguf(), None)
 
 
-def _model(tmp_path: Path, gguf: Path, template: str | None) -> Model:
+def _model(tmp_path: Path, gguf: Path, template: str | None, renderer: str | None = None) -> Model:
     store = Store(tmp_path / "models")
     digest = store.blobs.write_file(gguf)
-    Creator(store, lambda _: None).run(CreateSpec(name=parse_name("m"), files={"m.gguf": digest}, template=template))
+    Creator(store, lambda _: None).run(CreateSpec(name=parse_name("m"), files={"m.gguf": digest}, template=template,
+                                                  renderer=renderer))
     return store.load(parse_name("m"))
 
 
@@ -76,6 +77,14 @@ def test_ollama_go_template_decides_when_set(tmp_path: Path, smol: Model, monkey
     assert go_template_in_use(smol) is None
     monkeypatch.setenv("OLLAMA_GO_TEMPLATE", "")  # empty is unset
     assert go_template_in_use(smol) == smol.template
+
+
+def test_a_builtin_renderer_renders_through_the_jinja_template(tmp_path: Path) -> None:
+    """Ollama's library models with a RENDERER often carry a bare `{{ .Prompt }}` TEMPLATE."""
+    gguf = _gguf_with_chat_template(tmp_path / "t.gguf", "{{ messages[0]['content'] }}")
+    assert go_template_in_use(_model(tmp_path / "a", gguf, "{{ .Prompt }}", renderer="qwen3-coder")) is None
+    assert go_template_in_use(_model(tmp_path / "b", gguf, "{{ .Prompt }}")) == "{{ .Prompt }}"
+    assert go_template_in_use(_model(tmp_path / "c", gguf, GO_PLAIN, renderer="harmony")) == GO_PLAIN
 
 
 @pytest.mark.parametrize(("jinja", "go", "prefer"), [
