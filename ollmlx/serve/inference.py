@@ -29,7 +29,16 @@ from ollmlx.serve import prompt as prompts
 from ollmlx.serve.capabilities import capabilities, chat_template_of
 from ollmlx.serve.loading import load_request
 from ollmlx.serve.parsers import Delta, OutputParser, build_output_parser
-from ollmlx.serve.parsers.harmony import FINAL, START, FunctionNames, HarmonyParser, prefill_for, uses_harmony
+from ollmlx.serve.parsers.harmony import (
+    END,
+    FINAL,
+    MESSAGE,
+    START,
+    FunctionNames,
+    HarmonyParser,
+    prefill_for,
+    uses_harmony,
+)
 from ollmlx.serve.parsers.thinking import strip_thinking
 from ollmlx.serve.template_choice import go_template_in_use
 from ollmlx.serve.truncate import IMAGE_TOKENS, Fitted, fit_messages
@@ -410,12 +419,15 @@ class Inference:
         images = [img for m in msgs for img in (m.get("images") or [])]  # in [img-N] order
         check_images(model, caps, images)
         parser: OutputParser | None
+        # a harmony model that reasons does so unconstrained, then answers in the final channel
+        harmony_two_pass = (names is not None and bool(req.format) and bool(think.value)
+                            and prefill_for(msgs) == START + "assistant" and text.endswith(START + "assistant"))
         if names is not None:
-            parser, text = harmony_parser(names, text, prefill_for(msgs), bool(req.format))
+            parser, text = harmony_parser(names, text, prefill_for(msgs), bool(req.format) and not harmony_two_pass)
         else:
             parser = output_parser(model, text, think, req.tools or None)
         # a thinking model thinks unconstrained first; `format` applies once the answer starts
-        two_pass = bool(req.format) and parser is not None and parser.thinking is not None
+        two_pass = bool(req.format) and parser is not None and (parser.thinking is not None or harmony_two_pass)
         creq = CompletionRequest(prompt=text, options=sampling(opts), format=None if two_pass else req.format or None,
                                  logprobs=req.logprobs, top_logprobs=req.top_logprobs,
                                  shift=req.shift is not False, truncate=req.truncate is not False, images=images)
@@ -441,10 +453,14 @@ class Inference:
         if not restart:
             return
         # again, with the thinking as an assistant message and the format applied from the start
-        msgs.append({"role": "assistant", "content": "", "thinking": "".join(thought)})
-        text = prompts.render(model, prompts.PromptRequest(
-            msgs, tools=req.tools, think=think.value, think_level=think.level, is_think_set=think_set))
-        parser = output_parser(model, text, Think(False, None), req.tools or None)
+        if names is not None:  # harmony: the analysis closed and the final channel opened (spec §10)
+            text += "<|channel|>analysis" + MESSAGE + "".join(thought) + END + FINAL
+            parser = HarmonyParser(names, FINAL)
+        else:
+            msgs.append({"role": "assistant", "content": "", "thinking": "".join(thought)})
+            text = prompts.render(model, prompts.PromptRequest(
+                msgs, tools=req.tools, think=think.value, think_level=think.level, is_think_set=think_set))
+            parser = output_parser(model, text, Think(False, None), req.tools or None)
         creq = creq.model_copy(update={"prompt": text, "format": req.format})
         async for chunk in self._run(model, opts, keep_alive, creq, t0, "chat"):
             delta = parser.feed(chunk.get("content", ""), bool(chunk.get("done"))) if parser \

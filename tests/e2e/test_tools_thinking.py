@@ -303,3 +303,31 @@ def test_harmony_channels_and_tool_call_with_the_callers_tool_name(server: Serve
     # the 135M model copies its last example's city more often than it reads the question's
     assert call["function"]["index"] == 0 and call["function"]["name"] == "get-weather"
     assert list(call["function"]["arguments"]) == ["location"], call
+
+
+HARMONY_ANSWER_TEMPLATE = """Examples:
+user: capital of Peru?
+<|start|>assistant<|channel|>analysis<|message|>Easy one.<|end|><|start|>assistant<|channel|>final<|message|>{"capital": "Lima"}<|return|>
+user: capital of Chile?
+<|start|>assistant<|channel|>analysis<|message|>Easy one.<|end|><|start|>assistant<|channel|>final<|message|>{"capital": "Santiago"}<|return|>
+{{ range .Messages }}{{ if eq .Role "user" }}user: {{ .Content }}
+{{ end }}{{ end }}<|start|>assistant"""
+
+
+def test_harmony_format_reasons_first_then_answers_constrained(server: Server) -> None:
+    """§10 for harmony: reasoning runs unconstrained; once the final channel opens, generation
+    restarts with the analysis closed, the final channel open and the schema enforced."""
+    r = _post(server, "/api/create", {"model": "harmonic-json:135m", "from": "smollm2:135m", "parser": "harmony",
+                                      "template": HARMONY_ANSWER_TEMPLATE, "stream": False,
+                                      "parameters": {"temperature": 0, "num_predict": 40, "stop": ["<|return|>"]}})
+    assert r.status_code == 200, r.text
+    schema = {"type": "object", "properties": {"capital": {"type": "string"}}, "required": ["capital"]}
+    try:
+        reply = _post(server, "/api/chat", {"model": "harmonic-json:135m", "stream": False, "think": True,
+                                            "format": schema,
+                                            "messages": [{"role": "user", "content": "capital of France?"}]}).json()
+        assert "error" not in reply, reply
+        assert reply["message"]["thinking"] == "Easy one."
+        assert isinstance(json.loads(reply["message"]["content"])["capital"], str), reply
+    finally:
+        _unload(server, "harmonic-json:135m")
