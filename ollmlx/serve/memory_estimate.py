@@ -1,6 +1,8 @@
 """How much memory a model will take once loaded, for the scheduler's fit check (spec §18): its
 weights as stored plus one full context of KV cache at 16 bits. An estimate, as Ollama's is; MLX
-grows its cache with use, so a full window per model is the planning figure, not `parallel` of them."""
+grows its cache with use, so a full window per model is the planning figure, not `parallel` of them.
+It undercounts one case: MLX on a CPU dequantizes 4-bit weights to float32 for BLAS (several
+times their stored size, `OLLMLX_CPU_WEIGHTS`), which GGUF models only get when mlx is forced."""
 
 from __future__ import annotations
 
