@@ -178,6 +178,11 @@ def no_cloud() -> bool:
     return _bool("NO_CLOUD")
 
 
+def editor() -> str:
+    """OLLAMA_EDITOR: the editor Ctrl+G opens in the interactive session ("": VISUAL, EDITOR, vi)."""
+    return _raw("EDITOR") or ""
+
+
 def nohistory() -> bool:
     return _bool("NOHISTORY")
 
@@ -244,6 +249,7 @@ ENV_DOCS: dict[str, tuple[str, str]] = {
     "OLLAMA_ORIGINS": ("", "A comma separated list of allowed origins"),
     "OLLAMA_NOPRUNE": ("false", "Do not prune model blobs on startup"),
     "OLLAMA_NOHISTORY": ("false", "Do not preserve readline history"),
+    "OLLAMA_EDITOR": ("", "Editor Ctrl+G opens in the interactive session (else VISUAL, EDITOR, vi)"),
     "OLLAMA_GO_TEMPLATE": ("unset", "A GGUF's Go TEMPLATE (true) or its Jinja chat template (false); unset: the more capable"),
     "HTTPS_PROXY": ("", "HTTPS proxy for pulls and pushes (loopback registries are reached directly)"),
     "HTTP_PROXY": ("", "HTTP proxy for insecure registries (not for the ollmlx server itself)"),

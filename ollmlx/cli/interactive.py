@@ -9,7 +9,8 @@ from typing import Any
 
 from ollmlx import config
 from ollmlx.cli.client import APIError, Client
-from ollmlx.cli.lineinput import Interrupted, LineReader
+from ollmlx.cli.editor import EditorError, edit
+from ollmlx.cli.lineinput import EditPrompt, Interrupted, LineReader
 from ollmlx.cli.run_cmd import (
     RunOptions,
     chat,
@@ -61,6 +62,7 @@ USAGE_SHORTCUTS = """Available keyboard shortcuts:
   Ctrl + w            Delete the word before the cursor
 
   Ctrl + l            Clear the screen
+  Ctrl + g            Open default editor to compose a prompt
   Ctrl + c            Stop the model from responding
   Ctrl + d            Exit ollmlx (/bye)
 
@@ -138,6 +140,19 @@ class Session:
             except EOFError:
                 self.say("")
                 return 0
+            except EditPrompt as exc:
+                self.buf = []
+                if sys.stdout.isatty():  # the accepted line showed the key's mark: take it off the screen
+                    sys.stdout.write("\x1b[1A\x1b[2K")
+                    sys.stdout.flush()
+                try:
+                    content = edit(exc.line)
+                except EditorError as err:
+                    sys.stderr.write(f"error: {err}\n")
+                    continue
+                if content.strip():
+                    self.reader.prefill = content
+                continue
             except Interrupted as exc:
                 self.say("")
                 if exc.line == "":

@@ -1,5 +1,6 @@
 """Line input for the interactive session on GNU readline: the `>>> ` / `... ` prompts, emacs keys
-(Ctrl+A/E/K/U/W/L, Alt+B/F), Ctrl+C and Ctrl+D as Ollama's readline reports them, and a history
+(Ctrl+A/E/K/U/W/L, Alt+B/F), Ctrl+G (edit the line in an editor), Ctrl+C and Ctrl+D as Ollama's
+readline reports them, and a history
 kept like Ollama's (the last 100 entries, saved after each entry to `~/.ollmlx/history` while
 history is enabled; `OLLAMA_NOHISTORY` or `/set nohistory` stop the saving)."""
 
@@ -22,6 +23,19 @@ class Interrupted(Exception):
         self.line = line
 
 
+class EditPrompt(Exception):
+    """Ctrl+G at the prompt; `line` is what had been typed."""
+
+    def __init__(self, line: str) -> None:
+        super().__init__(line)
+        self.line = line
+
+
+# Ctrl+G is a readline macro (Python cannot bind a key to a function): it ends the line with this
+# mark and accepts it, and readline() turns a line with the mark into EditPrompt.
+EDIT_MARK = "\x1d"
+
+
 class LineReader:
     def __init__(self, history_file: Path, history_enabled: bool = True) -> None:
         import readline
@@ -30,8 +44,10 @@ class LineReader:
         self.history_file = history_file
         self.history_enabled = history_enabled
         readline.set_auto_history(False)
-        if "libedit" not in (readline.__doc__ or ""):  # macOS's libedit knows no such setting
+        self.prefill = ""  # text the next line starts with (what the editor gave back)
+        if "libedit" not in (readline.__doc__ or ""):  # macOS's libedit knows neither
             readline.parse_and_bind("set enable-bracketed-paste on")
+            readline.parse_and_bind(r'"\C-g": "\C-e\C-v\C-]\C-j"')
         with contextlib.suppress(OSError):
             history_file.parent.mkdir(parents=True, exist_ok=True)
             if history_file.is_file():
@@ -52,12 +68,19 @@ class LineReader:
             raise KeyboardInterrupt
 
         previous = signal.signal(signal.SIGINT, on_sigint)
+        prefill, self.prefill = self.prefill, ""
+        if prefill:
+            self.rl.set_startup_hook(lambda: self.rl.insert_text(prefill))
         try:
             line = input(prompt)
         except KeyboardInterrupt:
             raise Interrupted(typed[0] if typed else "") from None
         finally:
             signal.signal(signal.SIGINT, previous)
+            if prefill:
+                self.rl.set_startup_hook(None)
+        if line.endswith(EDIT_MARK):
+            raise EditPrompt(line[: -len(EDIT_MARK)])
         if line:
             self.add_history(line)
         return line

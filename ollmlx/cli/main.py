@@ -72,7 +72,7 @@ COMMANDS: tuple[Command, ...] = (
                          "Set --truncate=false to error instead"),
         Flag("dimensions", "Truncate output embeddings to specified dimension (embedding models only)", "int"),
         Flag("markdown", "Render answers as Markdown"),
-    ), (("model", "1"), ("prompt", "*")), env=("OLLAMA_HOST", "OLLAMA_NOHISTORY")),
+    ), (("model", "1"), ("prompt", "*")), env=("OLLAMA_EDITOR", "OLLAMA_HOST", "OLLAMA_NOHISTORY")),
     Command("stop", "stop MODEL", "Stop a running model", args=(("model", "1"),)),
     Command("pull", "pull MODEL", "Pull a model from a registry", (INSECURE,), (("model", "1"),)),
     Command("push", "push MODEL", "Push a model to a registry", (INSECURE,), (("model", "1"),)),

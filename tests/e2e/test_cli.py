@@ -109,7 +109,7 @@ def test_version_and_help(server: Server) -> None:
     for flag in ("--keepalive string", "--verbose", "--insecure", "--nowordwrap", "--format string",
                  "--think[=true]", "--hidethinking", "--truncate", "--dimensions int"):
         assert flag in run_help
-    assert "OLLAMA_NOHISTORY" in run_help and "OLLAMA_MODELS" not in run_help
+    assert "OLLAMA_NOHISTORY" in run_help and "OLLAMA_EDITOR" in run_help and "OLLAMA_MODELS" not in run_help
     root = server.cli("help").stdout
     for cmd in ("serve", "create", "show", "run", "stop", "pull", "push", "list", "ps", "cp", "rm"):
         assert re.search(rf"^  {cmd}\s+\S", root, re.M), cmd

@@ -258,3 +258,35 @@ def test_one_shot_on_a_terminal_wraps_unless_nowordwrap(server: Server, chat_mod
     assert all(len(line) <= width - 5 for line in wrapped.splitlines()), wrapped
     assert any(len(line) > width for line in unwrapped.splitlines()), unwrapped
     assert " ".join(wrapped.split()) == " ".join(unwrapped.split())  # the same words, temperature 0
+
+
+@pytest.mark.slow
+def test_ctrl_g_edits_the_line_in_the_editor(server: Server, chat_model: str, tmp_path: Path) -> None:
+    """§23 keys: Ctrl+G opens OLLAMA_EDITOR on what was typed; its text comes back as the input
+    line, to be sent with Enter. A missing editor is an error line, and the session goes on."""
+    seen = tmp_path / "editor-saw.txt"
+    editor = tmp_path / "fake-editor"
+    editor.write_text(f'#!/bin/sh\ncp "$1" {shlex.quote(str(seen))}\nprintf "Count to three.\\n" > "$1"\n')
+    editor.chmod(0o755)
+    env = {**server.env, "HOME": str(tmp_path), "OLLAMA_NOHISTORY": "1", "OLLAMA_EDITOR": str(editor)}
+    with Tmux(tmp_path, env) as tm:
+        tm.start("run", chat_model)
+        tm.wait_prompt(1)
+        tm.send("-l", "a rough draft")
+        tm.send("C-g")
+        screen = tm.wait_for(r"^>>> Count to three\.$")
+        assert seen.read_text() == "a rough draft" and "rough draft" not in screen
+        tm.send("Enter")
+        tm.wait_prompt(2)  # the line with the draft was taken off the screen
+        tm.send("C-d")
+        assert tm.wait_exit() == 0
+    env["OLLAMA_EDITOR"] = "no-such-editor --wait"  # split on blanks, as Ollama does
+    with Tmux(tmp_path / "missing", {**env, "HOME": str(tmp_path)}) as tm:
+        (tmp_path / "missing").mkdir()
+        tm.start("run", chat_model)
+        tm.wait_prompt(1)
+        tm.send("-l", "draft")
+        tm.send("C-g")
+        tm.wait_for(r'^error: editor "no-such-editor" not found, set OLLAMA_EDITOR to the path of your preferred editor$')
+        tm.send("C-d")
+        assert tm.wait_exit() == 0
