@@ -1,8 +1,8 @@
 """Line input for the interactive session on GNU readline: the `>>> ` / `... ` prompts, emacs keys
 (Ctrl+A/E/K/U/W/L, Alt+B/F), Ctrl+G (edit the line in an editor), Ctrl+C and Ctrl+D as Ollama's
-readline reports them, and a history
-kept like Ollama's (the last 100 entries, saved after each entry to `~/.ollmlx/history` while
-history is enabled; `OLLAMA_NOHISTORY` or `/set nohistory` stop the saving)."""
+readline reports them, and a history kept like Ollama's (the last 100 entries, saved after each
+entry to `~/.ollmlx/history` while history is enabled; `OLLAMA_NOHISTORY` or `/set nohistory`
+stop the saving)."""
 
 from __future__ import annotations
 

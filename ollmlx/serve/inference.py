@@ -420,10 +420,11 @@ class Inference:
         check_images(model, caps, images)
         parser: OutputParser | None
         # a harmony model that reasons does so unconstrained, then answers in the final channel
+        prefill = prefill_for(msgs) if names is not None else ""
         harmony_two_pass = (names is not None and bool(req.format) and bool(think.value)
-                            and prefill_for(msgs) == START + "assistant" and text.endswith(START + "assistant"))
+                            and prefill == START + "assistant" and text.endswith(START + "assistant"))
         if names is not None:
-            parser, text = harmony_parser(names, text, prefill_for(msgs), bool(req.format) and not harmony_two_pass)
+            parser, text = harmony_parser(names, text, prefill, bool(req.format) and not harmony_two_pass)
         else:
             parser = output_parser(model, text, think, req.tools or None)
         # a thinking model thinks unconstrained first; `format` applies once the answer starts

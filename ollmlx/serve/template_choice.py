@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from ollmlx import config
 from ollmlx.serve.capabilities import chat_template_of, go_template_caps, jinja_has_thinking, jinja_has_tools
 from ollmlx.store.store import Model
@@ -23,15 +25,17 @@ def go_template_in_use(model: Model) -> str | None:
     template = model.template
     if not template:
         return None
-    if model.config.get("renderer") and model.config.get("renderer") != "harmony" and chat_template_of(model):
-        # Ollama renders such a model with a builtin renderer, and its TEMPLATE is often a bare
-        # `{{ .Prompt }}`: the model's own chat template is the closest rendering ollmlx has
-        return None
-    if model.format != "gguf":
+    renderer = model.config.get("renderer")
+    builtin_renderer = bool(renderer) and renderer != "harmony"
+    if model.format != "gguf" and not builtin_renderer:
         return template
     jinja = chat_template_of(model)
     if not jinja:
         return template
+    if builtin_renderer:
+        # Ollama renders such a model with a builtin renderer, and its TEMPLATE is often a bare
+        # `{{ .Prompt }}`: the model's own chat template is the closest rendering ollmlx has
+        return None
     setting = config.go_template()
     if setting is not None:
         return template if setting else None
@@ -52,7 +56,10 @@ def jinja_has_tool_round_trip(template: str) -> bool:
     return calls and any(s in template for s in results)
 
 
+@functools.lru_cache(maxsize=64)
 def prefer_chat_template(jinja: str, go: str) -> bool:
+    """Ollama's shouldPreferChatTemplate. Cached: every request asks it several times (capabilities,
+    rendering, output parsing) and the answer costs parsing the Go template."""
     from ollmlx.text.ollama_template import has_tool_round_trip
 
     chat, mine = jinja_caps(jinja), go_template_caps(go)
