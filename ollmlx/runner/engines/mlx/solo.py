@@ -9,16 +9,20 @@ token's forward is queued before the current one is read). When another request 
 back into the batch with its cache. Both moves drop the token drawn ahead and draw it again, so
 the output is the one the batch would have produced. A request that finds the engine idle starts
 here: its prompt is read in chunks (the engine checks for new requests between them) and the last
-chunk's forward draws the first token.
+chunk's forward draws the first token. Decode steps go through a compiled forward
+(compiled_step.py) unless OLLMLX_MLX_COMPILE=0.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any, cast
 
 import mlx.core as mx
 from mlx_lm.generate import TokenBuffer, generation_stream
 from mlx_lm.models.cache import trim_prompt_cache
+
+from ollmlx.runner.engines.mlx import compiled_step
 
 
 class SoloStream:
@@ -36,6 +40,9 @@ class SoloStream:
         self._pending = list(rest)
         self._context = TokenBuffer(cached) if processors else None
         self._next: tuple[mx.array, mx.array] | None = None
+        self._decoder = (compiled_step.CompiledDecoder(model, cache)
+                         if compile_enabled() and compiled_step.supports(cache) and compiled_step.usable(model)
+                         else None)
 
     @classmethod
     def from_batch(cls, model: Any, cache: list[Any], tokens: list[int], sampler: Any,
@@ -68,7 +75,10 @@ class SoloStream:
 
     def _forward(self, y: mx.array) -> tuple[mx.array, mx.array]:
         with mx.stream(generation_stream):  # the stream generate_step and BatchGenerator compute on
-            logits = self.model(y[None], cache=self.cache)[:, -1, :]
+            if self._decoder is not None and y.size == 1:
+                logits = self._decoder.forward(y)
+            else:
+                logits = self.model(y[None], cache=self.cache)[:, -1, :]
             if self._context is not None:
                 context = self._context.update_and_fetch(y)
                 for processor in self.processors:
@@ -95,6 +105,10 @@ class SoloStream:
         mx.eval(self._next)
         _undraw(self.cache, self.sampler)
         return self.cache, self.tokens[:-1], self.tokens[-1:]
+
+
+def compile_enabled() -> bool:
+    return os.environ.get("OLLMLX_MLX_COMPILE", "1") != "0"
 
 
 def _undraw(cache: list[Any], sampler: Any) -> None:

@@ -1,0 +1,143 @@
+"""One-token decode steps through `mx.compile`.
+
+mlx-lm's KVCache hands attention its buffer sliced to the current length, so every decode step has
+new shapes, and a compiled forward would be traced again each token. Here the step sees the whole
+buffer at a fixed capacity, the position arrives as an array, and a mask hides the unused tail, so
+one trace serves every step until the buffer has to grow (capacity doubles, so a 4,096-token
+context traces about three times). The compiled graph fuses the elementwise work and replays from
+C++ instead of rebuilding ~25 Python-level ops per layer per token.
+
+The caller's KVCache objects stay valid throughout (buffer, integer offset), so a stream can leave
+for the batch, be trimmed or go into the prompt cache at any step.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, cast
+
+import mlx.core as mx
+from mlx_lm.models.cache import KVCache
+
+log = logging.getLogger("ollmlx.runner.mlx")
+
+_MIN_CAPACITY = 1024
+
+
+class _Slot:
+    """What the model sees of one layer's cache inside the compiled step: fixed-size buffers and
+    the position as an array."""
+
+    def __init__(self, keys: mx.array, values: mx.array, offset: mx.array) -> None:
+        self.keys, self.values, self.offset = keys, values, offset
+
+    def update_and_fetch(self, keys: mx.array, values: mx.array) -> tuple[mx.array, mx.array]:
+        self.keys = mx.slice_update(self.keys, keys, self.offset, axes=(2,))
+        self.values = mx.slice_update(self.values, values, self.offset, axes=(2,))
+        return self.keys, self.values
+
+    def make_mask(self, n: int, return_array: bool = False, window_size: int | None = None) -> mx.array:
+        positions = mx.arange(self.keys.shape[2])
+        mask = positions[None] <= (self.offset + mx.arange(n))[:, None]
+        if window_size is not None:
+            mask = mask & (positions[None] > (self.offset + mx.arange(n))[:, None] - window_size)
+        return mask
+
+
+def supports(cache: list[Any]) -> bool:
+    """Every layer holds a plain KV cache (no rotating window, quantized or recurrent state)."""
+    return bool(cache) and all(type(c) is KVCache for c in cache)
+
+
+def usable(model: Any) -> bool:
+    """Whether the compiled step gives this model's own logits, checked once per model on a short
+    prompt. A model that builds its attention mask without asking the cache (or a backend missing
+    a primitive) would otherwise decode garbage; it keeps mlx-lm's plain forward instead."""
+    verdict = getattr(model, "_ollmlx_compiled_ok", None)
+    if verdict is None:
+        verdict = _agrees(model)
+        model._ollmlx_compiled_ok = verdict
+        if not verdict:
+            log.warning("compiled decode steps disabled for this model: they disagree with its forward")
+    return bool(verdict)
+
+
+def _agrees(model: Any) -> bool:
+    from mlx_lm.models.cache import make_prompt_cache
+
+    try:
+        plain, compiled = make_prompt_cache(model), make_prompt_cache(model)
+        if not supports(compiled):
+            return False
+        prompt = mx.array([[1, 2, 3, 4]])
+        model(prompt, cache=plain)
+        model(prompt, cache=compiled)
+        decoder = CompiledDecoder(model, compiled)
+        for token in (5, 6):
+            want = model(mx.array([[token]]), cache=plain)[:, -1, :].astype(mx.float32)
+            got = decoder.forward(mx.array([token])).astype(mx.float32)
+            scale = mx.abs(want).max() + 1e-6
+            if not float(cast(float, (mx.abs(got - want).max() / scale).item())) < 0.05:
+                return False
+        return True
+    except Exception:  # a primitive the backend lacks: the plain forward works
+        log.exception("compiled decode steps disabled for this model")
+        return False
+
+
+def _step_function(model: Any, layers: int) -> Any:
+    """The model's compiled one-token forward, made once per model: mx.compile keeps a trace per
+    input shape, so every stream (and every capacity) on this model shares them."""
+    cached = getattr(model, "_ollmlx_compiled_step", None)
+    if cached is not None:
+        return cached
+
+    def forward(token: mx.array, offset: mx.array, *buffers: mx.array) -> list[mx.array]:
+        slots = [_Slot(buffers[2 * i], buffers[2 * i + 1], offset) for i in range(layers)]
+        logits = model(token.reshape(1, 1), cache=slots)[:, -1, :]
+        return [logits, *[b for s in slots for b in (s.keys, s.values)]]
+
+    step = mx.compile(forward)
+    model._ollmlx_compiled_step = step
+    return step
+
+
+class CompiledDecoder:
+    """Forward one token at a time through the model's compiled step, over `cache` (a list of
+    KVCache that already holds the prompt)."""
+
+    def __init__(self, model: Any, cache: list[KVCache]) -> None:
+        self.model = model
+        self.cache = cache
+        self._step = _step_function(model, len(cache))
+
+    def _reserve(self) -> None:
+        """Room for one more token in every buffer, growing to a power-of-two capacity."""
+        first = self.cache[0]
+        held = 0 if first.keys is None else first.keys.shape[2]
+        if first.keys is not None and first.offset < held:
+            return
+        capacity = max(_MIN_CAPACITY, 2 * held)
+        for c in self.cache:
+            assert c.keys is not None and c.values is not None
+            c.keys = _extend(c.keys, c.offset, capacity)
+            c.values = _extend(c.values, c.offset, capacity)
+
+    def forward(self, token: mx.array) -> mx.array:
+        """Logits (1, vocab) for `token` read at the cache's position; the cache then holds it."""
+        if self.cache[0].keys is None:  # nothing read yet: the first token makes the buffers
+            return self.model(token.reshape(1, 1), cache=self.cache)[:, -1, :]
+        self._reserve()
+        offset = self.cache[0].offset
+        buffers = [b for c in self.cache for b in (c.keys, c.values)]
+        logits, *updated = self._step(token, mx.array([offset], mx.int32), *buffers)
+        del buffers
+        for i, c in enumerate(self.cache):
+            c.keys, c.values = updated[2 * i], updated[2 * i + 1]
+            c.offset = offset + 1
+        return logits
+
+
+def _extend(buffer: mx.array, used: int, capacity: int) -> mx.array:
+    tail = mx.zeros((*buffer.shape[:2], capacity - used, buffer.shape[3]), buffer.dtype)
+    return mx.concatenate([buffer[..., :used, :], tail], axis=2)
