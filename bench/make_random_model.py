@@ -17,6 +17,9 @@ SHAPES = {
                          num_key_value_heads=8, vocab_size=128256, tie_word_embeddings=True, head_dim=64),
     "llama-3.1-8b": dict(hidden_size=4096, num_hidden_layers=32, intermediate_size=14336, num_attention_heads=32,
                          num_key_value_heads=8, vocab_size=128256, tie_word_embeddings=False, head_dim=128),
+    # server-side costs, where the engine's share should be negligible (bench/probe_server_path.py)
+    "tiny": dict(hidden_size=64, num_hidden_layers=2, intermediate_size=128, num_attention_heads=4,
+                 num_key_value_heads=2, vocab_size=4096, tie_word_embeddings=True, head_dim=16),
     "smollm2-135m": dict(hidden_size=576, num_hidden_layers=30, intermediate_size=1536, num_attention_heads=9,
                          num_key_value_heads=3, vocab_size=49152, tie_word_embeddings=True, head_dim=64),
 }
@@ -46,6 +49,7 @@ def main() -> None:
     ap.add_argument("--shape", choices=sorted(SHAPES), required=True)
     ap.add_argument("--bits", type=int, default=4)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--dtype", default="bfloat16", help="float32 for CPU probes (MLX's CPU bf16 matmuls are slow)")
     a = ap.parse_args()
     import mlx.core as mx
     import mlx.nn as nn
@@ -57,14 +61,14 @@ def main() -> None:
     cfg = {"model_type": "llama", "rms_norm_eps": 1e-5, "max_position_embeddings": 131072, "rope_theta": 500000.0,
            "architectures": ["LlamaForCausalLM"], "eos_token_id": 0, **SHAPES[a.shape]}
     model = llama.Model(llama.ModelArgs.from_dict(cfg))
-    model.update(tree_map(lambda x: x.astype(mx.bfloat16), model.parameters()))
+    model.update(tree_map(lambda x: x.astype(getattr(mx, a.dtype)), model.parameters()))
     if a.bits:
         nn.quantize(model, group_size=64, bits=a.bits)
         cfg["quantization"] = {"group_size": 64, "bits": a.bits}
     mx.eval(model.parameters())
     weights = dict(tree_flatten(model.parameters()))
     mx.save_safetensors(str(out / "model.safetensors"), weights, metadata={"format": "mlx"})
-    cfg["torch_dtype"] = "bfloat16"
+    cfg["torch_dtype"] = a.dtype
     (out / "config.json").write_text(json.dumps(cfg, indent=2))
     tokenizer(cfg["vocab_size"], out)
     print(json.dumps({"out": str(out), "params": sum(v.size for v in weights.values())}))

@@ -42,13 +42,13 @@ def main() -> None:
     prompt = [(13 * j) % 1000 + 10 for j in range(args.prompt_len)]
     n = args.tokens
 
-    def compiled() -> tuple[float, list[int]]:
+    def compiled(jit: bool = True) -> tuple[float, list[int]]:
         from mlx_lm.models.cache import make_prompt_cache
 
         cache = make_prompt_cache(model)
         logits = model(mx.array(prompt)[None], cache=cache)[:, -1, :]
         tok = mx.argmax(logits, axis=-1)
-        dec = CompiledDecoder(model, cache)
+        dec = CompiledDecoder(model, cache, compiled=jit)
         out = [int(tok.item())]
         nxt = dec.forward(tok)
         nxt_tok = mx.argmax(nxt, axis=-1)
@@ -72,6 +72,8 @@ def main() -> None:
         tps, toks = compiled()
         rows.setdefault("compiled step", []).append(round(tps, 1))
         same = same and toks[: len(ref)] == ref[: len(toks)]
+        tps, _ = compiled(jit=False)
+        rows.setdefault("fixed buffer, not compiled", []).append(round(tps, 1))
         print(rows, flush=True)
     print(json.dumps({"device": str(mx.default_device()), "rows": rows, "same_tokens": same}))
 

@@ -76,3 +76,28 @@ def test_host_tuning_reports_the_batched_layout(flat: str, monkeypatch: pytest.M
         assert details["batched_matmul"] == "one product per layer (15 quantized layers)"
     else:
         assert "batched_matmul" not in details
+
+
+def test_few_row_products_can_run_dense_with_the_same_numbers() -> None:
+    """OLLMLX_MLX_DEQUANT_ROWS: products of a row count in the window dequantize the weight and run
+    a dense matmul (mlx-cuda's few-row qmm is slow); others keep the quantized kernel."""
+    import mlx.core as mx
+
+    from ollmlx.runner.engines.mlx import flat_rows
+
+    model = _quantized_tiny()
+    prompt, step = mx.array([[5, 9, 17, 33, 2, 8, 8, 1]]), mx.array([[4]])
+    before_prompt, before_step = model(prompt), model(step)
+    flat_rows.flatten_quantized_rows(model)
+    calls: list[int] = []
+    dense = flat_rows.FlatQuantizedLinear._dense
+    try:
+        assert flat_rows.set_dequant_rows("2-64") == (2, 64)
+        flat_rows.FlatQuantizedLinear._dense = lambda self, x: calls.append(1) or dense(self, x)  # type: ignore[method-assign]
+        assert mx.allclose(model(prompt), before_prompt, atol=1e-3).item()
+        assert len(calls) == 2 * 7  # every linear layer of both blocks
+        assert mx.array_equal(model(step), before_step).item()  # one row: the quantized kernel
+        assert len(calls) == 14
+    finally:
+        flat_rows.FlatQuantizedLinear._dense = dense  # type: ignore[method-assign]
+        assert flat_rows.set_dequant_rows("") is None

@@ -85,11 +85,12 @@ def _agrees(model: Any) -> bool:
         return False
 
 
-def _step_function(model: Any, layers: int) -> Any:
+def _step_function(model: Any, layers: int, compiled: bool = True) -> Any:
     """The model's compiled one-token forward, made once per model: mx.compile keeps a trace per
-    input shape, so every stream (and every capacity) on this model shares them."""
+    input shape, so every stream (and every capacity) on this model shares them. Uncompiled, the
+    same fixed-buffer step (bench/probe_compiled_step.py separates the two effects)."""
     cached = getattr(model, "_ollmlx_compiled_step", None)
-    if cached is not None:
+    if cached is not None and compiled:
         return cached
 
     def forward(token: mx.array, offset: mx.array, *buffers: mx.array) -> list[mx.array]:
@@ -97,6 +98,8 @@ def _step_function(model: Any, layers: int) -> Any:
         logits = model(token.reshape(1, 1), cache=slots)[:, -1, :]
         return [logits, *[b for s in slots for b in (s.keys, s.values)]]
 
+    if not compiled:
+        return forward
     step = mx.compile(forward)
     model._ollmlx_compiled_step = step
     return step
@@ -106,10 +109,10 @@ class CompiledDecoder:
     """Forward one token at a time through the model's compiled step, over `cache` (a list of
     KVCache that already holds the prompt)."""
 
-    def __init__(self, model: Any, cache: list[KVCache]) -> None:
+    def __init__(self, model: Any, cache: list[KVCache], compiled: bool = True) -> None:
         self.model = model
         self.cache = cache
-        self._step = _step_function(model, len(cache))
+        self._step = _step_function(model, len(cache), compiled)
 
     def _reserve(self) -> None:
         """Room for one more token in every buffer, growing to a power-of-two capacity."""

@@ -24,10 +24,23 @@ def _rows(x: mx.array) -> mx.array:
 
 
 class FlatQuantizedLinear(nn.QuantizedLinear):
+    # Row counts (lo, hi) whose product dequantizes the weight and runs a dense matmul instead of
+    # mlx-cuda's few-row qmm tile kernel (OLLMLX_MLX_DEQUANT_ROWS; bench/probe_dequant.py).
+    dequant_rows: tuple[int, int] | None = None
+
     def __call__(self, x: mx.array) -> mx.array:
+        window = self.dequant_rows
+        if window is not None and window[0] <= x.size // x.shape[-1] <= window[1]:
+            return self._dense(x)
         if not _batched(x):
             return super().__call__(x)
         return super().__call__(_rows(x)).reshape(*x.shape[:-1], -1)
+
+    def _dense(self, x: mx.array) -> mx.array:
+        w = mx.dequantize(self["weight"], self["scales"], self.get("biases"), group_size=self.group_size,
+                          bits=self.bits, mode=getattr(self, "mode", "affine"))
+        y = x @ w.T
+        return y + self["bias"] if "bias" in self else y
 
 
 class FlatQuantizedEmbedding(nn.QuantizedEmbedding):
@@ -38,6 +51,16 @@ class FlatQuantizedEmbedding(nn.QuantizedEmbedding):
 
 
 _FLAT: dict[type, type] = {nn.QuantizedLinear: FlatQuantizedLinear, nn.QuantizedEmbedding: FlatQuantizedEmbedding}
+
+
+def set_dequant_rows(setting: str) -> tuple[int, int] | None:
+    """"lo-hi" from OLLMLX_MLX_DEQUANT_ROWS (empty: never); returns the window in force."""
+    window = None
+    if setting:
+        lo, _, hi = setting.partition("-")
+        window = (int(lo), int(hi or lo))
+    FlatQuantizedLinear.dequant_rows = window
+    return window
 
 
 def flatten_quantized_rows(model: nn.Module) -> int:

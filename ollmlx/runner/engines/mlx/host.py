@@ -14,7 +14,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from ollmlx.runner.engines.mlx.build import dequantize_for_cpu
-from ollmlx.runner.engines.mlx.flat_rows import flatten_quantized_rows
+from ollmlx.runner.engines.mlx.flat_rows import flatten_quantized_rows, set_dequant_rows
 
 
 def device_name() -> str:
@@ -42,6 +42,9 @@ def tune_for_host(model: nn.Module) -> dict[str, Any]:
         n = flatten_quantized_rows(model)
         if n:
             details["batched_matmul"] = f"one product per layer ({n} quantized layers)"
+        window = set_dequant_rows(os.environ.get("OLLMLX_MLX_DEQUANT_ROWS", ""))
+        if n and window:
+            details["dequantized_products"] = f"{window[0]}-{window[1]} rows"
     return details
 
 

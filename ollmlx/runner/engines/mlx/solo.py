@@ -108,7 +108,12 @@ class SoloStream:
 
 
 def compile_enabled() -> bool:
-    return os.environ.get("OLLMLX_MLX_COMPILE", "1") != "0"
+    """On by default on CPUs only: measured +12% on a 2-core Xeon, but 0.8x on an H100, where the
+    masked full-buffer attention costs more than the compiled graph saves (bench/RESULTS.md)."""
+    setting = os.environ.get("OLLMLX_MLX_COMPILE", "auto")
+    if setting == "auto":
+        return mx.default_device() == mx.cpu
+    return setting != "0"
 
 
 def _undraw(cache: list[Any], sampler: Any) -> None:
