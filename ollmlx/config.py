@@ -264,7 +264,7 @@ ENV_DOCS: dict[str, tuple[str, str]] = {
     "OLLMLX_GPU_PARALLEL": ("16", "Parallel sequences per model on a GPU (CPU: 4)"),
     "OLLMLX_MLX_SOLO": ("1", "A lone MLX request decodes off the batch on a plain KV cache (0: stay in the batch)"),
     "OLLMLX_MLX_FLAT_ROWS": ("1", "Batched MLX decoding runs one quantized product per layer (0: one per sequence)"),
-    "OLLMLX_MLX_DEQUANT_ROWS": ("", "Quantized products of this many rows (lo-hi) dequantize and run dense"),
+    "OLLMLX_MLX_DEQUANT_ROWS": ("128- on CUDA", "Quantized products of this many rows (lo-hi, lo-) dequantize and run dense (0: never)"),
     "OLLMLX_MLX_COMPILE": ("auto", "MLX solo decode steps through mx.compile (auto: on CPUs only; 1/0)"),
     "MLX_CUDA_USE_CUDNN_SDPA": ("0 in runners", "mlx-cuda attention through cuDNN (1), planned per prompt length"),
     "OLLMLX_SWITCH_INTERVAL": ("Python's", "Runner threads' GIL switch interval in seconds (experiments)"),

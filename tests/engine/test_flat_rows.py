@@ -100,4 +100,6 @@ def test_few_row_products_can_run_dense_with_the_same_numbers() -> None:
         assert len(calls) == 14
     finally:
         flat_rows.FlatQuantizedLinear._dense = dense  # type: ignore[method-assign]
+        assert flat_rows.set_dequant_rows("128-") == (128, 1 << 62)
+        assert flat_rows.set_dequant_rows("0") is None
         assert flat_rows.set_dequant_rows("") is None

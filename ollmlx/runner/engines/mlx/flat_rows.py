@@ -54,11 +54,12 @@ _FLAT: dict[type, type] = {nn.QuantizedLinear: FlatQuantizedLinear, nn.Quantized
 
 
 def set_dequant_rows(setting: str) -> tuple[int, int] | None:
-    """"lo-hi" from OLLMLX_MLX_DEQUANT_ROWS (empty: never); returns the window in force."""
+    """The window from OLLMLX_MLX_DEQUANT_ROWS: "lo-hi", "lo-" (lo rows and up), or "" / "0" for
+    never. Returns the window in force."""
     window = None
-    if setting:
-        lo, _, hi = setting.partition("-")
-        window = (int(lo), int(hi or lo))
+    if setting not in ("", "0"):
+        lo, dash, hi = setting.partition("-")
+        window = (int(lo), int(hi) if hi else (1 << 62) if dash else int(lo))
     FlatQuantizedLinear.dequant_rows = window
     return window
 
