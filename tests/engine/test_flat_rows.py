@@ -90,16 +90,41 @@ def test_few_row_products_can_run_dense_with_the_same_numbers() -> None:
     before_prompt, before_step = model(prompt), model(step)
     flat_rows.flatten_quantized_rows(model)
     calls: list[int] = []
-    dense = flat_rows.FlatQuantizedLinear._dense
+    dequantized = flat_rows._dequantized
     try:
         assert flat_rows.set_dequant_rows("2-64") == (2, 64)
-        flat_rows.FlatQuantizedLinear._dense = lambda self, x: calls.append(1) or dense(self, x)  # type: ignore[method-assign]
+        flat_rows._dequantized = lambda layer: calls.append(1) or dequantized(layer)
         assert mx.allclose(model(prompt), before_prompt, atol=1e-3).item()
         assert len(calls) == 2 * 7  # every linear layer of both blocks
         assert mx.array_equal(model(step), before_step).item()  # one row: the quantized kernel
         assert len(calls) == 14
     finally:
-        flat_rows.FlatQuantizedLinear._dense = dense  # type: ignore[method-assign]
+        flat_rows._dequantized = dequantized
         assert flat_rows.set_dequant_rows("128-") == (128, 1 << 62)
         assert flat_rows.set_dequant_rows("0") is None
         assert flat_rows.set_dequant_rows("") is None
+
+
+def test_dense_copies_serve_multi_row_products_and_stay_out_of_the_parameters() -> None:
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+
+    from ollmlx.runner.engines.mlx import flat_rows
+
+    model = _quantized_tiny()
+    batch, step = mx.array([[5, 9, 17, 33], [7, 7, 100, 4]]), mx.array([[4]])
+    before_batch, before_step = model(batch), model(step)
+    params = {k for k, _ in tree_flatten(model.parameters())}
+    flat_rows.flatten_quantized_rows(model)
+    kept = flat_rows.keep_dense_copies(model)
+    assert kept == sum(4 * m.weight.size * 32 // m.bits for _, m in model.named_modules()
+                       if isinstance(m, flat_rows.FlatQuantizedLinear | flat_rows.FlatQuantizedEmbedding))
+    assert {k for k, _ in tree_flatten(model.parameters())} == params
+    assert mx.allclose(model(batch), before_batch, atol=1e-3).item()
+    assert mx.array_equal(model(step), before_step).item()  # one row: still the 4-bit kernel
+    # the dense path is the one taken: spoil the copies and the batch's numbers change
+    for _, m in model.named_modules():
+        if isinstance(m, flat_rows.FlatQuantizedLinear):
+            m._dense_copy = flat_rows._DenseCopy(mx.zeros_like(m._dense_copy.weight))
+    assert not mx.allclose(model(batch), before_batch, atol=1e-3).item()
+    assert mx.array_equal(model(step), before_step).item()

@@ -23,31 +23,59 @@ def _rows(x: mx.array) -> mx.array:
     return x.reshape(-1, x.shape[-1])
 
 
+class _DenseCopy:
+    """A layer's weight dequantized once, held outside the module's parameter tree (not saved, not
+    counted as a parameter, not updated by `model.update`)."""
+
+    def __init__(self, weight: mx.array) -> None:
+        self.weight = weight
+
+
+def _dequantized(layer: nn.Module) -> mx.array:
+    return mx.dequantize(layer["weight"], layer["scales"], layer.get("biases"), group_size=layer.group_size,
+                         bits=layer.bits, mode=getattr(layer, "mode", "affine"))
+
+
 class FlatQuantizedLinear(nn.QuantizedLinear):
     # Row counts (lo, hi) whose product dequantizes the weight and runs a dense matmul instead of
     # mlx-cuda's few-row qmm tile kernel (OLLMLX_MLX_DEQUANT_ROWS; bench/probe_dequant.py).
     dequant_rows: tuple[int, int] | None = None
 
     def __call__(self, x: mx.array) -> mx.array:
+        rows = x.size // x.shape[-1]
+        copy: _DenseCopy | None = getattr(self, "_dense_copy", None)
         window = self.dequant_rows
-        if window is not None and window[0] <= x.size // x.shape[-1] <= window[1]:
-            return self._dense(x)
+        if (copy is not None and rows > 1) or (window is not None and window[0] <= rows <= window[1]):
+            y = x @ (copy.weight if copy is not None else _dequantized(self)).T
+            return y + self["bias"] if "bias" in self else y
         if not _batched(x):
             return super().__call__(x)
         return super().__call__(_rows(x)).reshape(*x.shape[:-1], -1)
 
-    def _dense(self, x: mx.array) -> mx.array:
-        w = mx.dequantize(self["weight"], self["scales"], self.get("biases"), group_size=self.group_size,
-                          bits=self.bits, mode=getattr(self, "mode", "affine"))
-        y = x @ w.T
-        return y + self["bias"] if "bias" in self else y
-
 
 class FlatQuantizedEmbedding(nn.QuantizedEmbedding):
     def as_linear(self, x: mx.array) -> mx.array:
+        copy: _DenseCopy | None = getattr(self, "_dense_copy", None)
+        if copy is not None and x.size // x.shape[-1] > 1:
+            return x @ copy.weight.T
         if not _batched(x):
             return super().as_linear(x)
         return super().as_linear(_rows(x)).reshape(*x.shape[:-1], -1)
+
+
+def keep_dense_copies(model: nn.Module) -> int:
+    """Give every flattened quantized layer a dense copy of its weight (OLLMLX_MLX_DENSE_COPY):
+    products of two rows or more (prompts, batched decoding) then read 16-bit weights through a
+    dense matmul, while a lone stream's one-row steps keep the 4-bit kernel, which reads a quarter
+    of the bytes. Costs the weights' size again four times over. Returns the bytes kept."""
+    kept = 0
+    for _, module in model.named_modules():
+        if isinstance(module, FlatQuantizedLinear | FlatQuantizedEmbedding):
+            dense = _dequantized(module)
+            mx.eval(dense)
+            module._dense_copy = _DenseCopy(dense)
+            kept += dense.nbytes
+    return kept
 
 
 _FLAT: dict[type, type] = {nn.QuantizedLinear: FlatQuantizedLinear, nn.QuantizedEmbedding: FlatQuantizedEmbedding}

@@ -14,7 +14,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from ollmlx.runner.engines.mlx.build import dequantize_for_cpu
-from ollmlx.runner.engines.mlx.flat_rows import flatten_quantized_rows, set_dequant_rows
+from ollmlx.runner.engines.mlx.flat_rows import flatten_quantized_rows, keep_dense_copies, set_dequant_rows
 
 
 def device_name() -> str:
@@ -45,6 +45,8 @@ def tune_for_host(model: nn.Module) -> dict[str, Any]:
         window = set_dequant_rows(os.environ.get("OLLMLX_MLX_DEQUANT_ROWS", "128-" if _cuda() else ""))
         if n and window:
             details["dequantized_products"] = f"{window[0]}-{window[1]} rows"
+        if n and os.environ.get("OLLMLX_MLX_DENSE_COPY", "0") == "1":
+            details["dense_copies"] = f"{keep_dense_copies(model) / 1e9:.2f} GB (products of 2+ rows)"
     return details
 
 
