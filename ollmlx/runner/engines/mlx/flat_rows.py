@@ -40,22 +40,26 @@ class FlatQuantizedLinear(nn.QuantizedLinear):
     # Row counts (lo, hi) whose product dequantizes the weight and runs a dense matmul instead of
     # mlx-cuda's few-row qmm tile kernel (OLLMLX_MLX_DEQUANT_ROWS; bench/probe_dequant.py).
     dequant_rows: tuple[int, int] | None = None
+    # a class default, so that the per-token lookup never goes through nn.Module.__getattr__
+    _dense_copy: _DenseCopy | None = None
 
     def __call__(self, x: mx.array) -> mx.array:
-        rows = x.size // x.shape[-1]
-        copy: _DenseCopy | None = getattr(self, "_dense_copy", None)
-        window = self.dequant_rows
-        if (copy is not None and rows > 1) or (window is not None and window[0] <= rows <= window[1]):
-            y = x @ (copy.weight if copy is not None else _dequantized(self)).T
-            return y + self["bias"] if "bias" in self else y
+        copy, window = self._dense_copy, self.dequant_rows
+        if copy is not None or window is not None:
+            rows = x.size // x.shape[-1]
+            if (copy is not None and rows > 1) or (window is not None and window[0] <= rows <= window[1]):
+                y = x @ (copy.weight if copy is not None else _dequantized(self)).T
+                return y + self["bias"] if "bias" in self else y
         if not _batched(x):
             return super().__call__(x)
         return super().__call__(_rows(x)).reshape(*x.shape[:-1], -1)
 
 
 class FlatQuantizedEmbedding(nn.QuantizedEmbedding):
+    _dense_copy: _DenseCopy | None = None
+
     def as_linear(self, x: mx.array) -> mx.array:
-        copy: _DenseCopy | None = getattr(self, "_dense_copy", None)
+        copy = self._dense_copy
         if copy is not None and x.size // x.shape[-1] > 1:
             return x @ copy.weight.T
         if not _batched(x):
