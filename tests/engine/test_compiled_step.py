@@ -139,3 +139,22 @@ def test_a_model_that_masks_without_its_cache_keeps_the_plain_forward() -> None:
     bad.update(good.parameters())
     assert usable(good)
     assert not usable(bad)
+
+
+def test_buffers_take_power_of_two_capacities() -> None:
+    """A prompt leaves mlx-lm's buffer at a multiple of 256 (768 here); the first compiled step
+    moves it to 1,024, so that the traces a model collects are few."""
+    import mlx.core as mx
+    from mlx_lm.models.cache import make_prompt_cache
+
+    from ollmlx.runner.engines.mlx.compiled_step import CompiledDecoder
+
+    model = _tiny(6)
+    plain, compiled = make_prompt_cache(model), make_prompt_cache(model)
+    prompt = mx.array([(5 * j) % 500 + 3 for j in range(600)])[None]
+    model(prompt, cache=plain)
+    model(prompt, cache=compiled)
+    assert compiled[0].keys.shape[2] == 768
+    got = CompiledDecoder(model, compiled).forward(mx.array([9]))
+    assert compiled[0].keys.shape[2] == 1024
+    assert mx.allclose(got, model(mx.array([[9]]), cache=plain)[:, -1, :], atol=1e-4).item()
