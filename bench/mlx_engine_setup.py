@@ -63,3 +63,23 @@ def raw_batch_tps(model: Any, prompts: list[list[int]], tokens: int) -> float:
     dt = time.perf_counter() - t0
     gen.close()
     return produced / dt
+
+
+def prefix_forward_ms(model: Any, prefix_len: int, new: int) -> float:
+    """Best-of-four ms of one forward of `new` tokens over a cached `prefix_len`-token prefix (the
+    shape of a warm turn 2, or of a prompt chunk); the cache is trimmed back after each."""
+    import mlx.core as mx
+    from mlx_lm.models.cache import make_prompt_cache
+
+    cache = make_prompt_cache(model)
+    model(mx.array([(11 * j) % 1000 + 10 for j in range(prefix_len)])[None], cache=cache)
+    mx.eval([c.state for c in cache])
+    tail = mx.array([(7 * j) % 900 + 20 for j in range(new)])[None]
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        mx.eval(model(tail, cache=cache))
+        times.append((time.perf_counter() - t0) * 1e3)
+        for c in cache:
+            c.trim(new)
+    return round(min(times[1:]), 2)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -30,29 +29,21 @@ def main() -> None:
     ap.add_argument("--prefix", type=int, default=1900)
     args = ap.parse_args()
     import mlx.core as mx
-    from mlx_lm.models.cache import make_prompt_cache
 
-    from bench.mlx_engine_setup import load_model, raw_batch_tps, raw_single_tps, synthetic_prompts
+    from bench.mlx_engine_setup import (
+        load_model,
+        prefix_forward_ms,
+        raw_batch_tps,
+        raw_single_tps,
+        synthetic_prompts,
+    )
     from ollmlx.runner.engines.mlx.flat_rows import flatten_quantized_rows, keep_dense_copies
 
     model, _tok, config = load_model(args.model_dir)
     vocab = int(config["vocab_size"]) - 8
     flatten_quantized_rows(model)
-    prefix = mx.array([(11 * j) % 1000 + 10 for j in range(args.prefix)])[None]
-
     def forward_ms(new: int) -> float:
-        cache = make_prompt_cache(model)
-        model(prefix, cache=cache)
-        mx.eval([c.state for c in cache])
-        tail = mx.array([(7 * j) % 900 + 20 for j in range(new)])[None]
-        times = []
-        for _ in range(5):
-            t0 = time.perf_counter()
-            mx.eval(model(tail, cache=cache))
-            times.append((time.perf_counter() - t0) * 1e3)
-            for c in cache:
-                c.trim(new)
-        return round(min(times[1:]), 2)
+        return prefix_forward_ms(model, args.prefix, new)
 
     rows = {}
     for label in ("flattened", "dense copies"):

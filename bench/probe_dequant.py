@@ -31,9 +31,8 @@ def main() -> None:
     args = ap.parse_args()
     import mlx.core as mx
     import mlx.nn as nn
-    from mlx_lm.models.cache import make_prompt_cache
 
-    from bench.mlx_engine_setup import load_model
+    from bench.mlx_engine_setup import load_model, prefix_forward_ms
 
     model, _tok, _config = load_model(args.model_dir)
 
@@ -64,21 +63,8 @@ def main() -> None:
             print(json.dumps({"N": n, "K": k, "rows": r, "qmm_us": round(timed(q), 1),
                               "dequant_us": round(timed(d), 1)}), flush=True)
 
-    prefix = mx.array([(11 * j) % 1000 + 10 for j in range(args.prefix)])[None]
-
     def forward_ms(new: int) -> float:
-        cache = make_prompt_cache(model)
-        model(prefix, cache=cache)
-        mx.eval([c.state for c in cache])
-        tail = mx.array([(7 * j) % 900 + 20 for j in range(new)])[None]
-        times = []
-        for _ in range(5):
-            t0 = time.perf_counter()
-            mx.eval(model(tail, cache=cache))
-            times.append((time.perf_counter() - t0) * 1e3)
-            for c in cache:
-                c.trim(new)
-        return round(min(times[1:]), 2)
+        return prefix_forward_ms(model, args.prefix, new)
 
     class Dequantizing(nn.QuantizedLinear):
         lo, hi = 2, 512
