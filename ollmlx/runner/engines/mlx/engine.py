@@ -33,10 +33,12 @@ from mlx_lm.models.cache import (
 
 from ollmlx.runner.context_window import fit_prompt, output_budget, shift_span
 from ollmlx.runner.engine_api import Emit, Inbox, final_chunk
+from ollmlx.runner.engines.mlx import compiled_step
 from ollmlx.runner.engines.mlx.constrained import GrammarProcessor, Grammars
 from ollmlx.runner.engines.mlx.loader import LoadedModel
 from ollmlx.runner.engines.mlx.sampling import make_processors, make_sampler
 from ollmlx.runner.engines.mlx.solo import SoloStream
+from ollmlx.runner.engines.mlx.solo import compile_enabled as solo_compile_enabled
 from ollmlx.runner.protocol import CompletionRequest
 from ollmlx.runner.recent_encodings import RecentEncodings
 from ollmlx.runner.stops import StopMatcher
@@ -133,6 +135,9 @@ class MLXEngine:
 
     def _loop(self) -> None:
         self._gen = self._new_generator()
+        if self.solo_enabled and solo_compile_enabled():
+            # the once-per-model check (and the first trace) at load, not in the first request
+            compiled_step.usable(self.loaded.model)
         while not self._stopping:
             self._inbox.drain(self._apply, wait=0 if self._by_uid else None)
             if not self._by_uid:
