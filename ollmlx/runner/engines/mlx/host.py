@@ -15,13 +15,14 @@ import mlx.nn as nn
 
 from ollmlx.runner.engines.mlx.build import dequantize_for_cpu
 from ollmlx.runner.engines.mlx.flat_rows import flatten_quantized_rows, keep_dense_copies, set_dequant_rows
+from ollmlx.runner.engines.mlx.solo import compile_enabled
 
 
 def device_name() -> str:
     return "gpu" if mx.default_device() == mx.gpu else "cpu"
 
 
-def tune_for_host(model: nn.Module) -> dict[str, Any]:
+def tune_for_host(model: nn.Module, generates: bool = True) -> dict[str, Any]:
     details: dict[str, Any] = {"device": device_name()}
     blas = os.environ.get("OLLMLX_BLAS", "")
     details["blas"] = blas or "bundled"
@@ -47,6 +48,8 @@ def tune_for_host(model: nn.Module) -> dict[str, Any]:
             details["dequantized_products"] = f"{window[0]}-{window[1]} rows"
         if n and os.environ.get("OLLMLX_MLX_DENSE_COPY", "0") == "1":
             details["dense_copies"] = f"{keep_dense_copies(model) / 1e9:.2f} GB (products of 2+ rows)"
+    if generates:
+        details["compiled_steps"] = "on (a lone stream's decode steps)" if compile_enabled() else "off"
     return details
 
 

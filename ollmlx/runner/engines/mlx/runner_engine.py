@@ -43,13 +43,13 @@ class MLXRunnerEngine:
             return
         if is_embedding_spec(spec):  # an embedding model: no generation engine at all
             self.embedder = load_embedding_model(spec, num_ctx)
-            self.details = host.tune_for_host(self.embedder.model)
+            self.details = host.tune_for_host(self.embedder.model, generates=False)
             self.num_ctx, self.parallel = self.embedder.num_ctx, 1
             log.info("mlx embedding engine ready: %s num_ctx=%d %s", spec.name, self.num_ctx, self.details)
             return
         if is_vision_spec(spec):  # a vision-language model: mlx-vlm, one request at a time
             vlm = load_vision(spec)
-            self.details = host.tune_for_host(vlm.model)
+            self.details = host.tune_for_host(vlm.model, generates=False)  # mlx-vlm decodes
             self.num_ctx = min(num_ctx, vlm.context_length) if num_ctx > 0 else vlm.context_length
             self.parallel = 1
             self.vision = VisionEngine(vlm, num_ctx=self.num_ctx)
