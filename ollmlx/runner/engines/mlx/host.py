@@ -45,7 +45,8 @@ def tune_for_host(model: nn.Module, generates: bool = True) -> dict[str, Any]:
             details["batched_matmul"] = f"one product per layer ({n} quantized layers)"
         window = set_dequant_rows(os.environ.get("OLLMLX_MLX_DEQUANT_ROWS", "128-" if _cuda() else ""))
         if n and window:
-            details["dequantized_products"] = f"{window[0]}-{window[1]} rows"
+            upper = "" if window[1] >= 1 << 62 else str(window[1])
+            details["dequantized_products"] = f"{window[0]}-{upper} rows"
         if n and os.environ.get("OLLMLX_MLX_DENSE_COPY", "0") == "1":
             details["dense_copies"] = f"{keep_dense_copies(model) / 1e9:.2f} GB (products of 2+ rows)"
     if generates:

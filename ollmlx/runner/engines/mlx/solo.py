@@ -9,8 +9,8 @@ token's forward is queued before the current one is read). When another request 
 back into the batch with its cache. Both moves drop the token drawn ahead and draw it again, so
 the output is the one the batch would have produced. A request that finds the engine idle starts
 here: its prompt is read in chunks (the engine checks for new requests between them) and the last
-chunk's forward draws the first token. Decode steps go through a compiled forward
-(compiled_step.py) unless OLLMLX_MLX_COMPILE=0.
+chunk's forward draws the first token. On CPUs, decode steps go through a compiled forward
+(compiled_step.py; OLLMLX_MLX_COMPILE).
 """
 
 from __future__ import annotations
