@@ -402,8 +402,11 @@ def test_pull_progress_on_a_terminal(tmp_path: Path) -> None:
 
     with Replay({"/api/pull": (200, PULL_STREAM)}) as replay, Tmux(tmp_path, replay.env, width=120) as tm:
         tm.start("pull", "tiny")
-        screen = tm.wait_for(r"success")
-        tm.wait_exit()
+        tm.wait_for(r"success")
+        assert tm.wait_exit() == 0
+        # the final frame: while the CLI runs, "success" can still carry a spinner frame for up
+        # to one redraw (0.1 s), until stop() draws it without one, as Ollama's spinner does
+        screen = tm.screen()
     lines = [line.rstrip() for line in screen.splitlines() if line.strip()]
     assert lines[0] == "pulling manifest"
     assert re.fullmatch(r"pulling e0ba7f2a8c61: 100% ▕█{58}▏   3 MB", lines[1]), lines
