@@ -85,7 +85,7 @@ def test_engine_lone_stream_is_the_same_compiled_or_not(compiled: str, smol_load
     from ollmlx.runner.engines.mlx import compiled_step
     from ollmlx.runner.protocol import CompletionRequest, SamplingOptions
 
-    monkeypatch.setenv("OLLMLX_MLX_COMPILE", compiled)  # "auto" is on for CPUs only
+    monkeypatch.setenv("OLLMLX_MLX_COMPILE", compiled)
     assert compiled_step.usable(smol_loaded.model)  # checked once per model, before counting steps
     steps: list[int] = []
     forward = compiled_step.CompiledDecoder.forward

@@ -72,9 +72,9 @@ def test_host_tuning_reports_the_batched_layout(flat: str, monkeypatch: pytest.M
     monkeypatch.setenv("OLLMLX_MLX_FLAT_ROWS", flat)
     details = host.tune_for_host(_quantized_tiny())
     assert details["weights"] == "as stored"
-    assert details["compiled_steps"] == "on (a lone stream's decode steps)"  # this host is a CPU
-    monkeypatch.setenv("OLLMLX_MLX_COMPILE", "0")
-    assert host.tune_for_host(_quantized_tiny())["compiled_steps"] == "off"
+    assert details["compiled_steps"] == "off"  # the default
+    monkeypatch.setenv("OLLMLX_MLX_COMPILE", "1")
+    assert host.tune_for_host(_quantized_tiny())["compiled_steps"] == "on (a lone stream's decode steps)"
     if flat == "1":
         assert details["batched_matmul"] == "one product per layer (15 quantized layers)"
     else:

@@ -9,7 +9,7 @@ replays from C++ instead of rebuilding ~25 Python-level ops per layer per token.
 
 Measured (bench/RESULTS.md): +7-12% on a 2-core CPU; 0.7-1.0x on an H100, where mlx-cuda's fused
 decode attention takes no array mask and the masked full-buffer attention falls back to separate
-kernels. solo.py uses it on CPUs by default.
+kernels. Served on that CPU it gains 3%, so solo.py uses it only with OLLMLX_MLX_COMPILE=1.
 
 The caller's KVCache objects stay valid throughout (buffer, integer offset), so a stream can leave
 for the batch, be trimmed or go into the prompt cache at any step.

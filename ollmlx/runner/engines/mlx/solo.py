@@ -9,8 +9,8 @@ token's forward is queued before the current one is read). When another request 
 back into the batch with its cache. Both moves drop the token drawn ahead and draw it again, so
 the output is the one the batch would have produced. A request that finds the engine idle starts
 here: its prompt is read in chunks (the engine checks for new requests between them) and the last
-chunk's forward draws the first token. On CPUs, decode steps go through a compiled forward
-(compiled_step.py; OLLMLX_MLX_COMPILE).
+chunk's forward draws the first token. With OLLMLX_MLX_COMPILE=1, decode steps go through a
+compiled forward (compiled_step.py).
 """
 
 from __future__ import annotations
@@ -108,12 +108,11 @@ class SoloStream:
 
 
 def compile_enabled() -> bool:
-    """On by default on CPUs only: measured +12% on a 2-core Xeon, but 0.8x on an H100, where the
-    masked full-buffer attention costs more than the compiled graph saves (bench/RESULTS.md)."""
-    setting = os.environ.get("OLLMLX_MLX_COMPILE", "auto")
-    if setting == "auto":
-        return mx.default_device() == mx.cpu
-    return setting != "0"
+    """Off unless OLLMLX_MLX_COMPILE=1. Measured (bench/RESULTS.md): +7-12% at engine level on a
+    2-core CPU but +3% served, for ~0.6 s more per model load and 0.1-0.2 s per new buffer
+    capacity; 0.7-1.0x on an H100, where the masked full-buffer attention loses mlx-cuda's fused
+    decode kernel."""
+    return os.environ.get("OLLMLX_MLX_COMPILE", "0") == "1"
 
 
 def _undraw(cache: list[Any], sampler: Any) -> None:
