@@ -1,0 +1,166 @@
+"""A lone stream's decode step on CUDA with fewer, fused kernels (OLLMLX_MLX_FUSED, issue 7).
+
+mlx-lm's Llama block runs ~18 kernels per layer for one token; on mlx-cuda a step of a 4-bit
+model is bound by those launches, not by reading the weights. This step runs the same block as
+four fused products (cuda_kernels.py) around the model's own RoPE, KV cache and attention:
+
+    qkv = [Wq; Wk; Wv] @ rmsnorm(h)          one kernel (norm folded in)
+    q, k = rope(q), rope(k); cache update; attention (mlx's kernels, the model's modules)
+    h = h + Wo @ attn                         one kernel (residual folded in)
+    m = silu(Wg @ rmsnorm(h)) * (Wu @ rmsnorm(h))   one kernel
+    h = h + Wd @ m                            one kernel
+
+It applies to models whose blocks are mlx-lm's Llama blocks (Llama, Mistral, SmolLM2 and other
+`llama` model types) with 4-bit affine weights, and to plain KV caches. `usable` checks the fused
+step against the model's own forward once per model and keeps the plain path when they differ.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import mlx.core as mx
+import mlx.nn as nn
+
+log = logging.getLogger(__name__)
+
+_checked: dict[int, bool] = {}
+_BLOCK_MODULES = ("mlx_lm.models.llama",)
+
+
+def enabled() -> bool:
+    """On by default where it can run (a CUDA GPU); OLLMLX_MLX_FUSED=0 turns it off."""
+    return os.environ.get("OLLMLX_MLX_FUSED", "1") != "0" and _on_cuda()
+
+
+def _on_cuda() -> bool:
+    try:
+        return mx.default_device() == mx.gpu and mx.cuda.is_available()
+    except AttributeError:  # an mlx without the cuda module (Metal, CPU builds)
+        return False
+
+
+def matches(model: Any) -> bool:
+    """The model's blocks are ones this step reproduces, with weights its kernels read."""
+    from ollmlx.runner.engines.mlx.cuda_kernels import supported
+
+    inner = getattr(model, "model", None)
+    layers = getattr(inner, "layers", None)
+    if not layers or type(model).__module__ not in _BLOCK_MODULES:
+        return False
+    if not isinstance(getattr(inner, "norm", None), nn.RMSNorm) or not supported(_head(model)):
+        return False
+    for layer in layers:
+        a, m = layer.self_attn, layer.mlp
+        if getattr(layer, "use_sliding", False):
+            return False
+        if not (isinstance(layer.input_layernorm, nn.RMSNorm) and isinstance(layer.post_attention_layernorm, nn.RMSNorm)):
+            return False
+        if not all(supported(p) for p in (a.q_proj, a.k_proj, a.v_proj, a.o_proj, m.gate_proj, m.up_proj, m.down_proj)):
+            return False
+    return True
+
+
+def supports(cache: list[Any]) -> bool:
+    from mlx_lm.models.cache import KVCache
+
+    return all(type(c) is KVCache for c in cache)
+
+
+def _head(model: Any) -> Any:
+    return model.lm_head if hasattr(model, "lm_head") else model.model.embed_tokens
+
+
+class _Layer:
+    """One block's fused calls, built once."""
+
+    def __init__(self, layer: Any, dtype: mx.Dtype) -> None:
+        from ollmlx.runner.engines.mlx.cuda_kernels import Qmv, QmvSwiglu
+
+        a, m = layer.self_attn, layer.mlp
+        self.attn = a
+        self.heads, self.kv_heads = a.n_heads, a.n_kv_heads
+        self.head_dim = a.q_proj["weight"].shape[0] // a.n_heads
+        self.nq = self.heads * self.head_dim
+        self.nk = self.kv_heads * self.head_dim
+        self.qkv = Qmv([a.q_proj, a.k_proj, a.v_proj], dtype, norm=layer.input_layernorm)
+        self.o = Qmv([a.o_proj], dtype, residual=True)
+        self.gate_up = QmvSwiglu(m.gate_proj, m.up_proj, dtype, norm=layer.post_attention_layernorm)
+        self.down = Qmv([m.down_proj], dtype, residual=True)
+
+    def __call__(self, h: mx.array, cache: Any) -> mx.array:
+        a, d = self.attn, self.head_dim
+        qkv = self.qkv(h)
+        q = qkv[: self.nq].reshape(1, self.heads, 1, d)
+        k = qkv[self.nq: self.nq + self.nk].reshape(1, self.kv_heads, 1, d)
+        v = qkv[self.nq + self.nk:].reshape(1, self.kv_heads, 1, d)
+        q = a.rope(q, offset=cache.offset)
+        k = a.rope(k, offset=cache.offset)
+        k, v = cache.update_and_fetch(k, v)
+        o = mx.fast.scaled_dot_product_attention(q, k, v, scale=a.scale)
+        h = self.o(o.reshape(-1), residual=h)
+        return self.down(self.gate_up(h), residual=h)
+
+
+class FusedDecoder:
+    """forward(token) -> logits (1, vocab) for one token, advancing `cache` like model(token)."""
+
+    def __init__(self, model: Any, cache: list[Any]) -> None:
+        from ollmlx.runner.engines.mlx.cuda_kernels import Qmv
+
+        self.model = model
+        self.cache = cache
+        built = getattr(model, "_ollmlx_fused", None)
+        if built is None:
+            inner = model.model
+            dtype = inner.norm.weight.dtype
+            built = ([_Layer(layer, dtype) for layer in inner.layers], Qmv([_head(model)], dtype, norm=inner.norm))
+            # kept on the model object (not a parameter): one build per loaded model
+            object.__setattr__(model, "_ollmlx_fused", built)
+        self.layers: list[_Layer] = built[0]
+        self.head: Any = built[1]
+
+    def forward(self, token: mx.array) -> mx.array:
+        h = self.model.model.embed_tokens(token.reshape(1)).reshape(-1)
+        for layer, cache in zip(self.layers, self.cache):
+            h = layer(h, cache)
+        return self.head(h).reshape(1, -1)
+
+
+def usable(model: Any) -> bool:
+    """Whether this model's decode steps take the fused path: enabled, matching, and agreeing with
+    the model's own forward (checked once per model)."""
+    key = id(model)
+    if key not in _checked:
+        ok = enabled() and matches(model)
+        if ok:
+            try:
+                ok = _agrees(model)
+            except Exception:  # a kernel that does not build here: keep mlx-lm's forward
+                log.exception("fused decode step unavailable")
+                ok = False
+        _checked[key] = ok
+    return _checked[key]
+
+
+def _agrees(model: Any, steps: int = 3) -> bool:
+    from mlx_lm.models.cache import make_prompt_cache
+
+    prompt = mx.array([[1, 2, 3, 4]])
+    ours, theirs = make_prompt_cache(model), make_prompt_cache(model)
+    model(prompt, cache=ours)
+    model(prompt, cache=theirs)
+    decoder = FusedDecoder(model, ours)
+    token = mx.array([5])
+    for _ in range(steps):
+        a = decoder.forward(token).astype(mx.float32)
+        b = model(token[None], cache=theirs)[:, -1, :].astype(mx.float32)
+        scale = float(mx.abs(b).max().astype(mx.float32).item()) + 1e-6  # type: ignore[arg-type]
+        err = float(mx.abs(a - b).max().item())  # type: ignore[arg-type]
+        log.info("fused decode step check: max |diff| %.4g of max |logit| %.4g", err, scale)
+        if not err <= 0.05 * scale:
+            return False
+        token = mx.argmax(b, axis=-1)
+    return True
