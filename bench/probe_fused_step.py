@@ -31,13 +31,15 @@ SHAPES = {  # (rows N, input K)
 
 
 def _timed(fn: Any, repeat: int = 3) -> float:
+    """Best time to evaluate fn()'s graph, built beforehand (Python's part is not counted)."""
     import mlx.core as mx
 
     best = float("inf")
     for _ in range(repeat):
+        outs = fn()
         mx.synchronize()
         t = time.perf_counter()
-        mx.eval(fn())
+        mx.eval(outs)
         mx.synchronize()
         best = min(best, time.perf_counter() - t)
     return best
@@ -167,11 +169,11 @@ def model_level(report: dict[str, Any], model_dir: str, tokens: int, rounds: int
     row["usable"] = fused_step.usable(model)
     row["check_s"] = round(time.perf_counter() - t, 2)
 
-    def fused(n: int) -> tuple[float, list[int]]:
+    def fused(n: int, compiled: bool = True) -> tuple[float, list[int]]:
         cache = make_prompt_cache(model)
         logits = model(mx.array(prompt)[None], cache=cache)[:, -1, :]
         tok = mx.argmax(logits, axis=-1)
-        dec = fused_step.FusedDecoder(model, cache)
+        dec = fused_step.FusedDecoder(model, cache, compiled=compiled)
         out = [int(tok.item())]
         nxt = mx.argmax(dec.forward(tok), axis=-1)
         mx.async_eval(nxt)
@@ -198,13 +200,18 @@ def model_level(report: dict[str, Any], model_dir: str, tokens: int, rounds: int
     row["build_ms_raw"] = round(build_ms(lambda: model(tok[None], cache=cache)), 3)
     if row["matches"]:
         dec = fused_step.FusedDecoder(model, cache)
+        dec.forward(tok)
         row["build_ms_fused"] = round(build_ms(lambda: dec.forward(tok)), 3)
+        dec = fused_step.FusedDecoder(model, cache, compiled=False)
+        row["build_ms_fused_not_compiled"] = round(build_ms(lambda: dec.forward(tok)), 3)
     mx.eval([c.state for c in cache])
     for _ in range(rounds):
         tps, ref = raw_single_tps(model, prompt, tokens)
         row.setdefault("raw generate_step", []).append(round(tps, 1))
         if row["matches"]:
             try:
+                tps, _ = fused(tokens, compiled=False)
+                row.setdefault("fused step, not compiled", []).append(round(tps, 1))
                 tps, toks = fused(tokens)
                 row.setdefault("fused step", []).append(round(tps, 1))
                 same = next((i for i, (a, b) in enumerate(zip(ref, toks)) if a != b), None)

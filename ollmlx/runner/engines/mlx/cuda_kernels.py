@@ -264,7 +264,7 @@ def supported(layer: Any) -> bool:
     """A quantized linear (or embedding used as the output head) these kernels can read."""
     return (getattr(layer, "bits", None) == 4 and getattr(layer, "mode", "affine") == "affine"
             and "biases" in layer and "bias" not in layer and layer.group_size in (32, 64, 128)
-            and layer["weight"].shape[-1] * 8 % 256 == 0)
+            and layer["weight"].shape[-1] * 8 % 64 == 0)
 
 
 def _rows_per_warp(n: int) -> int:

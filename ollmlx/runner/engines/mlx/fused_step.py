@@ -90,26 +90,38 @@ class _Layer:
         self.gate_up = QmvSwiglu(m.gate_proj, m.up_proj, dtype, norm=layer.post_attention_layernorm)
         self.down = Qmv([m.down_proj], dtype, residual=True)
 
-    def __call__(self, h: mx.array, cache: Any) -> mx.array:
+        # The parts around the attention have the same shapes every token, so each is compiled
+        # once: one call from Python replaces ~10 (graph building, not the GPU, bounds a step on
+        # a slow host CPU). The attention and the KV cache, whose length grows, stay outside.
+        self.before = mx.compile(self._before)
+        self.after = mx.compile(self._after)
+
+    def _before(self, h: mx.array, offset: mx.array) -> tuple[mx.array, mx.array, mx.array]:
         a, d = self.attn, self.head_dim
         qkv = self.qkv(h)
         q = qkv[: self.nq].reshape(1, self.heads, 1, d)
         k = qkv[self.nq: self.nq + self.nk].reshape(1, self.kv_heads, 1, d)
         v = qkv[self.nq + self.nk:].reshape(1, self.kv_heads, 1, d)
-        q = a.rope(q, offset=cache.offset)
-        k = a.rope(k, offset=cache.offset)
-        k, v = cache.update_and_fetch(k, v)
-        o = mx.fast.scaled_dot_product_attention(q, k, v, scale=a.scale)
+        return a.rope(q, offset=offset), a.rope(k, offset=offset), v
+
+    def _after(self, o: mx.array, h: mx.array) -> mx.array:
         h = self.o(o.reshape(-1), residual=h)
         return self.down(self.gate_up(h), residual=h)
+
+    def __call__(self, h: mx.array, cache: Any, offset: mx.array, compiled: bool = True) -> mx.array:
+        q, k, v = (self.before if compiled else self._before)(h, offset)
+        k, v = cache.update_and_fetch(k, v)
+        o = mx.fast.scaled_dot_product_attention(q, k, v, scale=self.attn.scale)
+        return (self.after if compiled else self._after)(o, h)
 
 
 class FusedDecoder:
     """forward(token) -> logits (1, vocab) for one token, advancing `cache` like model(token)."""
 
-    def __init__(self, model: Any, cache: list[Any]) -> None:
+    def __init__(self, model: Any, cache: list[Any], compiled: bool = True) -> None:
         from ollmlx.runner.engines.mlx.cuda_kernels import Qmv
 
+        self.compiled = compiled
         self.model = model
         self.cache = cache
         built = getattr(model, "_ollmlx_fused", None)
@@ -124,8 +136,9 @@ class FusedDecoder:
 
     def forward(self, token: mx.array) -> mx.array:
         h = self.model.model.embed_tokens(token.reshape(1)).reshape(-1)
+        offset = mx.array(self.cache[0].offset, dtype=mx.int32)
         for layer, cache in zip(self.layers, self.cache):
-            h = layer(h, cache)
+            h = layer(h, cache, offset, self.compiled)
         return self.head(h).reshape(1, -1)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import mlx.core as mx
 import mlx.nn as nn
 
+from ollmlx.runner.engines.mlx import fused_step
 from ollmlx.runner.engines.mlx.build import dequantize_for_cpu
 from ollmlx.runner.engines.mlx.flat_rows import flatten_quantized_rows, keep_dense_copies, set_dequant_rows
 from ollmlx.runner.engines.mlx.solo import compile_enabled
@@ -51,6 +52,10 @@ def tune_for_host(model: nn.Module, generates: bool = True) -> dict[str, Any]:
             details["dense_copies"] = f"{keep_dense_copies(model) / 1e9:.2f} GB (products of 2+ rows)"
     if generates:
         details["compiled_steps"] = "on (a lone stream's decode steps)" if compile_enabled() else "off"
+        if fused_step.enabled():
+            # the once-per-model check (and the kernels' first build) at load, not in the first request
+            details["fused_steps"] = ("on (a lone stream's decode steps)" if fused_step.usable(model)
+                                      else "off (not a 4-bit Llama-family model)")
     return details
 
 

@@ -9,8 +9,9 @@ token's forward is queued before the current one is read). When another request 
 back into the batch with its cache. Both moves drop the token drawn ahead and draw it again, so
 the output is the one the batch would have produced. A request that finds the engine idle starts
 here: its prompt is read in chunks (the engine checks for new requests between them) and the last
-chunk's forward draws the first token. With OLLMLX_MLX_COMPILE=1, decode steps go through a
-compiled forward (compiled_step.py).
+chunk's forward draws the first token. On CUDA, a 4-bit Llama-family model's decode steps run
+fused kernels (fused_step.py); elsewhere, with OLLMLX_MLX_COMPILE=1, a compiled forward
+(compiled_step.py).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import mlx.core as mx
 from mlx_lm.generate import TokenBuffer, generation_stream
 from mlx_lm.models.cache import trim_prompt_cache
 
-from ollmlx.runner.engines.mlx import compiled_step
+from ollmlx.runner.engines.mlx import compiled_step, fused_step
 
 
 class SoloStream:
@@ -40,9 +41,7 @@ class SoloStream:
         self._pending = list(rest)
         self._context = TokenBuffer(cached) if processors else None
         self._next: tuple[mx.array, mx.array] | None = None
-        self._decoder = (compiled_step.CompiledDecoder(model, cache)
-                         if compile_enabled() and compiled_step.supports(cache) and compiled_step.usable(model)
-                         else None)
+        self._decoder = _decoder(model, cache)
 
     @classmethod
     def from_batch(cls, model: Any, cache: list[Any], tokens: list[int], sampler: Any,
@@ -105,6 +104,16 @@ class SoloStream:
         mx.eval(self._next)
         _undraw(self.cache, self.sampler)
         return self.cache, self.tokens[:-1], self.tokens[-1:]
+
+
+def _decoder(model: Any, cache: list[Any]) -> Any:
+    """What steps a lone stream one token at a time: the fused CUDA step (fused_step.py), the
+    compiled step (OLLMLX_MLX_COMPILE=1), or None for the model's own forward."""
+    if fused_step.supports(cache) and fused_step.usable(model):
+        return fused_step.FusedDecoder(model, cache)
+    if compile_enabled() and compiled_step.supports(cache) and compiled_step.usable(model):
+        return compiled_step.CompiledDecoder(model, cache)
+    return None
 
 
 def compile_enabled() -> bool:

@@ -1,0 +1,85 @@
+"""The fused CUDA decode step (fused_step.py, cuda_kernels.py): which models and hosts take it, and,
+on an NVIDIA GPU, the same logits as mlx-lm's own forward. Its speed is measured in
+bench/probe_fused_step.py and bench/RESULTS.md, not here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+
+def _llama(bits: int | None = 4, seed: int = 5) -> Any:
+    import mlx.core as mx
+    import mlx.nn as nn
+    from mlx_lm.models import llama
+
+    mx.random.seed(seed)
+    args = llama.ModelArgs(model_type="llama", hidden_size=128, num_hidden_layers=2, intermediate_size=256,
+                           num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-5,
+                           vocab_size=512, max_position_embeddings=4096, tie_word_embeddings=True)
+    model = llama.Model(args)
+    if bits is not None:
+        nn.quantize(model, group_size=64, bits=bits)
+    mx.eval(model.parameters())
+    return model
+
+
+def _on_cuda() -> bool:
+    from ollmlx.runner.engines.mlx import fused_step
+
+    return fused_step._on_cuda()
+
+
+def test_a_4bit_llama_block_model_matches_and_others_do_not() -> None:
+    import mlx.core as mx
+    from mlx_lm.models import qwen3
+
+    from ollmlx.runner.engines.mlx import fused_step
+
+    assert fused_step.matches(_llama(4))
+    assert not fused_step.matches(_llama(8))  # the kernels read 4-bit weights only
+    assert not fused_step.matches(_llama(None))  # dense weights (a CPU host's float32 layout)
+    mx.random.seed(0)
+    args = qwen3.ModelArgs(model_type="qwen3", hidden_size=128, num_hidden_layers=1, intermediate_size=256,
+                           num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-6, vocab_size=512,
+                           max_position_embeddings=4096, rope_theta=10000.0, head_dim=32, tie_word_embeddings=True)
+    import mlx.nn as nn
+
+    other = qwen3.Model(args)
+    nn.quantize(other, group_size=64, bits=4)
+    assert not fused_step.matches(other)  # q/k norms: a block this step does not reproduce
+
+
+def test_the_fused_step_is_cuda_only_and_a_cpu_host_reports_none() -> None:
+    from ollmlx.runner.engines.mlx import fused_step, host
+
+    if _on_cuda():
+        pytest.skip("this host has a CUDA GPU; the CPU case is checked on CPU hosts")
+    model = _llama(4)
+    assert not fused_step.enabled() and not fused_step.usable(model)
+    assert "fused_steps" not in host.tune_for_host(model)
+
+
+@pytest.mark.skipif(not _on_cuda(), reason="needs an NVIDIA GPU with mlx-cuda (absent on this CPU host)")
+def test_fused_steps_give_the_models_own_logits_on_cuda() -> None:
+    import mlx.core as mx
+    from mlx_lm.models.cache import make_prompt_cache
+
+    from ollmlx.runner.engines.mlx import fused_step
+
+    model = _llama(4)
+    assert fused_step.usable(model)
+    ours, theirs = make_prompt_cache(model), make_prompt_cache(model)
+    prompt = mx.array([(7 * j) % 500 + 3 for j in range(37)])[None]
+    model(prompt, cache=ours)
+    model(prompt, cache=theirs)
+    decoder = fused_step.FusedDecoder(model, ours)
+    token = mx.array([42])
+    for _ in range(8):
+        want = model(token[None], cache=theirs)[:, -1, :].astype(mx.float32)
+        got = decoder.forward(token).astype(mx.float32)
+        assert got.shape == want.shape
+        assert mx.abs(got - want).max().item() <= 0.03 * mx.abs(want).max().item()
+        token = mx.argmax(want, axis=-1)
+    assert ours[0].offset == theirs[0].offset == 37 + 8
