@@ -22,5 +22,6 @@ for shape in ${SERVE:-}; do
       | grep -v "transformers\]" | grep "^|\|Turn" > "$out/serve-$shape-fused$f.txt"
     mv "$out"/mlx-serving-*.json "$out/serve-$shape-fused$f.json" 2>/dev/null
     cat "$out/serve-$shape-fused$f.txt"
+    [ -s "$out/serve-$shape-fused$f.txt" ] || { ls -td /tmp/ollmlx-bench-* | head -1 | xargs -I{} tail -40 {}/ollmlx.log; }
   done
 done

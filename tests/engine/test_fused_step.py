@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 
-def _llama(bits: int | None = 4, seed: int = 5) -> Any:
+def _llama(bits: int | None = 4, seed: int = 5, dtype: str = "bfloat16") -> Any:
     import mlx.core as mx
     import mlx.nn as nn
     from mlx_lm.models import llama
@@ -19,6 +19,7 @@ def _llama(bits: int | None = 4, seed: int = 5) -> Any:
                            num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-5,
                            vocab_size=512, max_position_embeddings=4096, tie_word_embeddings=True)
     model = llama.Model(args)
+    model.set_dtype(getattr(mx, dtype))
     if bits is not None:
         nn.quantize(model, group_size=64, bits=bits)
     mx.eval(model.parameters())
@@ -40,6 +41,7 @@ def test_a_4bit_llama_block_model_matches_and_others_do_not() -> None:
     assert fused_step.matches(_llama(4))
     assert not fused_step.matches(_llama(8))  # the kernels read 4-bit weights only
     assert not fused_step.matches(_llama(None))  # dense weights (a CPU host's float32 layout)
+    assert not fused_step.matches(_llama(4, dtype="float32"))  # the kernels compute on 16-bit pairs
     mx.random.seed(0)
     args = qwen3.ModelArgs(model_type="qwen3", hidden_size=128, num_hidden_layers=1, intermediate_size=256,
                            num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-6, vocab_size=512,
@@ -83,3 +85,34 @@ def test_fused_steps_give_the_models_own_logits_on_cuda() -> None:
         assert mx.abs(got - want).max().item() <= 0.03 * mx.abs(want).max().item()
         token = mx.argmax(want, axis=-1)
     assert ours[0].offset == theirs[0].offset == 37 + 8
+
+
+def test_a_failing_decode_step_falls_back_to_the_models_forward() -> None:
+    """A decoder that fails at run time (a kernel that does not build, say) costs no token: the
+    stream goes on with the model's own forward and produces what it would have produced."""
+    import mlx.core as mx
+    from mlx_lm.models.cache import make_prompt_cache
+
+    from ollmlx.runner.engines.mlx.solo import SoloStream
+
+    model = _llama(None, dtype="float32")
+    prompt = [(5 * j) % 400 + 7 for j in range(9)]
+
+    def greedy(x: mx.array) -> mx.array:
+        return mx.argmax(x, axis=-1)
+
+    def run(decoder: object | None) -> list[int]:
+        solo = SoloStream(model, make_prompt_cache(model), [], prompt, greedy, [])
+        solo._decoder = decoder
+        solo.prefill()
+        return [solo.step()[0] for _ in range(6)]
+
+    class Failing:
+        calls = 0
+
+        def forward(self, token: mx.array) -> mx.array:
+            Failing.calls += 1
+            raise RuntimeError("kernel build failed")
+
+    assert run(Failing()) == run(None)
+    assert Failing.calls == 1  # tried once, then the stream stays on the model's forward

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from typing import Any
 
 import mlx.core as mx
@@ -48,9 +49,11 @@ def matches(model: Any) -> bool:
 
     inner = getattr(model, "model", None)
     layers = getattr(inner, "layers", None)
-    if not layers or type(model).__module__ not in _BLOCK_MODULES:
+    if inner is None or not layers or type(model).__module__ not in _BLOCK_MODULES:
         return False
     if not isinstance(getattr(inner, "norm", None), nn.RMSNorm) or not supported(_head(model)):
+        return False
+    if inner.norm.weight.dtype not in (mx.bfloat16, mx.float16):  # the kernels' 16-bit pair math
         return False
     for layer in layers:
         a, m = layer.self_attn, layer.mlp
@@ -118,19 +121,23 @@ class _Layer:
 class FusedDecoder:
     """forward(token) -> logits (1, vocab) for one token, advancing `cache` like model(token)."""
 
-    def __init__(self, model: Any, cache: list[Any], compiled: bool = True) -> None:
+    def __init__(self, model: Any, cache: list[Any], compiled: bool = True, keep: bool = True) -> None:
         from ollmlx.runner.engines.mlx.cuda_kernels import Qmv
 
         self.compiled = compiled
         self.model = model
         self.cache = cache
-        built = getattr(model, "_ollmlx_fused", None)
+        # Kept on the model object (not a parameter): one build per loaded model and thread. A
+        # function mx.compile traced in one thread is not run from another (the load thread's
+        # check and the engine thread each trace their own).
+        key = f"_ollmlx_fused_{threading.get_ident()}"
+        built = getattr(model, key, None)
         if built is None:
             inner = model.model
             dtype = inner.norm.weight.dtype
             built = ([_Layer(layer, dtype) for layer in inner.layers], Qmv([_head(model)], dtype, norm=inner.norm))
-            # kept on the model object (not a parameter): one build per loaded model
-            object.__setattr__(model, "_ollmlx_fused", built)
+            if keep:
+                object.__setattr__(model, key, built)
         self.layers: list[_Layer] = built[0]
         self.head: Any = built[1]
 
@@ -140,6 +147,11 @@ class FusedDecoder:
         for layer, cache in zip(self.layers, self.cache):
             h = layer(h, cache, offset, self.compiled)
         return self.head(h).reshape(1, -1)
+
+
+def disable(model: Any) -> None:
+    """Take the model off the fused path (a step failed at run time)."""
+    _checked[id(model)] = False
 
 
 def usable(model: Any) -> bool:
@@ -165,7 +177,7 @@ def _agrees(model: Any, steps: int = 3) -> bool:
     ours, theirs = make_prompt_cache(model), make_prompt_cache(model)
     model(prompt, cache=ours)
     model(prompt, cache=theirs)
-    decoder = FusedDecoder(model, ours)
+    decoder = FusedDecoder(model, ours, keep=False)
     token = mx.array([5])
     for _ in range(steps):
         a = decoder.forward(token).astype(mx.float32)

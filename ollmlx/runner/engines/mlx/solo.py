@@ -16,6 +16,7 @@ fused kernels (fused_step.py); elsewhere, with OLLMLX_MLX_COMPILE=1, a compiled 
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any, cast
 
@@ -24,6 +25,8 @@ from mlx_lm.generate import TokenBuffer, generation_stream
 from mlx_lm.models.cache import trim_prompt_cache
 
 from ollmlx.runner.engines.mlx import compiled_step, fused_step
+
+log = logging.getLogger(__name__)
 
 
 class SoloStream:
@@ -74,9 +77,8 @@ class SoloStream:
 
     def _forward(self, y: mx.array) -> tuple[mx.array, mx.array]:
         with mx.stream(generation_stream):  # the stream generate_step and BatchGenerator compute on
-            if self._decoder is not None and y.size == 1:
-                logits = self._decoder.forward(y)
-            else:
+            logits = self._decoded(y) if self._decoder is not None and y.size == 1 else None
+            if logits is None:
                 logits = self.model(y[None], cache=self.cache)[:, -1, :]
             if self._context is not None:
                 context = self._context.update_and_fetch(y)
@@ -86,6 +88,20 @@ class SoloStream:
             out = (self.sampler(logprobs), logprobs)
         mx.async_eval(*out)
         return out
+
+    def _decoded(self, y: mx.array) -> mx.array | None:
+        """The decoder's logits for one token, or None after taking the stream (and, for the fused
+        step, the model) back to the model's own forward when the decoder fails."""
+        offset = self.cache[0].offset
+        try:
+            return cast(mx.array, self._decoder.forward(y))
+        except Exception:
+            log.exception("decode step fell back to the model's forward")
+            trim_prompt_cache(self.cache, self.cache[0].offset - offset)
+            if isinstance(self._decoder, fused_step.FusedDecoder):
+                fused_step.disable(self.model)
+            self._decoder = None
+            return None
 
     def step(self) -> tuple[int, mx.array]:
         """The next token and its log-probabilities; the one after it is already on its way."""
