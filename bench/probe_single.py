@@ -21,6 +21,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model-dir", required=True)
     ap.add_argument("--tokens", type=int, default=128)
+    ap.add_argument("--tune", action="store_true", help="lay the model out as a runner does (host.tune_for_host)")
     args = ap.parse_args()
     from mlx_lm.generate import BatchGenerator
 
@@ -28,6 +29,10 @@ def main() -> None:
     from ollmlx.runner.protocol import CompletionRequest, SamplingOptions
 
     model, tok, config = load_model(args.model_dir)
+    if args.tune:
+        from ollmlx.runner.engines.mlx.host import tune_for_host
+
+        print("tuned:", tune_for_host(model), flush=True)
     prompt = [(13 * j) % 1000 + 10 for j in range(40)]
     n = args.tokens
 

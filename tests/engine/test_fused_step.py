@@ -116,3 +116,25 @@ def test_a_failing_decode_step_falls_back_to_the_models_forward() -> None:
 
     assert run(Failing()) == run(None)
     assert Failing.calls == 1  # tried once, then the stream stays on the model's forward
+
+
+@pytest.mark.parametrize("scaling", [None, {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                            "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}])
+def test_rope_folded_into_the_product_rotates_like_the_models_rope(scaling: dict[str, Any] | None) -> None:
+    """The fused q/k/v kernel rotates by position * angle; the angles read off the model's rope
+    module give its rotation at any position (plain and Llama-3 RoPE)."""
+    import mlx.core as mx
+    from mlx_lm.models.rope_utils import initialize_rope
+
+    from ollmlx.runner.engines.mlx.fused_step import rope_angles
+
+    rope = initialize_rope(64, 500000.0, False, scaling, 131072)
+    theta = rope_angles(rope, 64)
+    assert theta is not None
+    x = mx.random.normal((1, 3, 1, 64))
+    for pos in (0, 7, 1234, 30000):
+        c, s = mx.cos(pos * theta), mx.sin(pos * theta)
+        a, b = x[..., :32], x[..., 32:]
+        ours = mx.concatenate([a * c - b * s, b * c + a * s], axis=-1)
+        assert mx.abs(ours - rope(x, offset=pos)).max().item() < 2e-3
+    assert rope_angles(initialize_rope(64, 10000.0, True, None, 4096), 64) is None  # interleaved pairs

@@ -206,6 +206,56 @@ QMV_SOURCE = r"""
   }
 """
 
+# q, k, v = [Wq; Wk; Wv] @ norm(x), with RoPE applied to q and k, written in the (1, heads, 1,
+# head_dim) layout attention reads. Each warp computes one pair of rows (i, i + HD/2) of a head,
+# the two values RoPE rotates together (the non-interleaved layout of mlx-lm's Llama blocks).
+QKV_ROPE_SOURCE = r"""
+  using P = ollmlx::Q4<T>;
+  constexpr int HALF = HD / 2;
+  constexpr int PAIRS = (NQ + 2 * NK) / 2;
+  __shared__ uint4 xs[K / 8];
+  __shared__ float xsum[K / 32];
+  __shared__ float red[32];
+  __shared__ float rnorm;
+  ollmlx::stage_x<T, K, NORM>(x, gamma, eps, xs, xsum, &rnorm, red);
+  const int lane = threadIdx.x & 31;
+  int pair = (blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+  const bool live = pair < PAIRS;
+  pair = live ? pair : PAIRS - 1;
+  int seg, local;  // 0: q, 1: k, 2: v; local pair index within the segment
+  if (pair < NQ / 2) { seg = 0; local = pair; }
+  else if (pair < NQ / 2 + NK / 2) { seg = 1; local = pair - NQ / 2; }
+  else { seg = 2; local = pair - NQ / 2 - NK / 2; }
+  const int i = local % HALF;
+  const int r0 = (local / HALF) * HD + i;
+  const uint32_t* w = seg == 0 ? wq : (seg == 1 ? wk : wv);
+  const T* s = seg == 0 ? sq : (seg == 1 ? sk : sv);
+  const T* b = seg == 0 ? bq : (seg == 1 ? bk : bv);
+  const uint32_t* wp[2] = {w + (size_t)r0 * (K / 8), w + (size_t)(r0 + HALF) * (K / 8)};
+  const T* sp[2] = {s + (size_t)r0 * (K / GROUP), s + (size_t)(r0 + HALF) * (K / GROUP)};
+  const T* bp[2] = {b + (size_t)r0 * (K / GROUP), b + (size_t)(r0 + HALF) * (K / GROUP)};
+  float acc[2];
+  ollmlx::rows_dot<T, K, GROUP, 2>(wp, sp, bp, xs, xsum, lane, acc);
+  float a0 = ollmlx::warp_sum(acc[0]);
+  float a1 = ollmlx::warp_sum(acc[1]);
+  if (lane == 0 && live) {
+    if constexpr (NORM) { a0 *= rnorm; a1 *= rnorm; }
+    // the projection is rounded to the model's dtype before RoPE, as mlx-lm does
+    a0 = P::f(P::from(a0));
+    a1 = P::f(P::from(a1));
+    if (seg == 2) {
+      v[r0] = P::from(a0);
+      v[r0 + HALF] = P::from(a1);
+    } else {
+      float sn, cs;
+      sincosf((float)pos[0] * theta[i], &sn, &cs);
+      T* o = seg == 0 ? q : k;
+      o[r0] = P::from(a0 * cs - a1 * sn);
+      o[r0 + HALF] = P::from(a1 * cs + a0 * sn);
+    }
+  }
+"""
+
 # silu(Wg @ norm(x)) * (Wu @ norm(x)), gate and up of one shape.
 SWIGLU_SOURCE = r"""
   using P = ollmlx::Q4<T>;
@@ -250,6 +300,14 @@ def _qmv_kernel() -> Any:
         name="ollmlx_qmv",
         input_names=["x", "gamma", "eps", "w0", "s0", "b0", "w1", "s1", "b1", "w2", "s2", "b2", "res"],
         output_names=["out"], source=QMV_SOURCE, header=HEADER)
+
+
+@cache
+def _qkv_rope_kernel() -> Any:
+    return mx.fast.cuda_kernel(
+        name="ollmlx_qkv_rope",
+        input_names=["x", "gamma", "eps", "wq", "sq", "bq", "wk", "sk", "bk", "wv", "sv", "bv", "theta", "pos"],
+        output_names=["q", "k", "v"], source=QKV_ROPE_SOURCE, header=HEADER)
 
 
 @cache
@@ -335,3 +393,29 @@ class QmvSwiglu:
     def __call__(self, x: mx.array) -> mx.array:
         norm = self._norm if self._norm is not None else [x, self._eps]
         return _swiglu_kernel()(inputs=[x, *norm, *self._weights], **self._kw)[0]
+
+
+class QkvRope:
+    """q, k, v of one token for attention: the three products from RMSNorm(x), RoPE on q and k at
+    position `pos` (an int32 array), each shaped (1, heads, 1, head_dim). `theta` holds RoPE's
+    angle per position for each of the head_dim / 2 rotated pairs."""
+
+    def __init__(self, q: Any, k: Any, v: Any, heads: int, kv_heads: int, theta: mx.array, dtype: mx.Dtype,
+                 norm: Any) -> None:
+        nq, nk = q["weight"].shape[0], k["weight"].shape[0]
+        hd = nq // heads
+        kdim = q["weight"].shape[1] * 8
+        self._weights = [a for lay in (q, k, v) for a in (lay["weight"], lay["scales"], lay["biases"])]
+        self._norm = _norm_inputs(norm, dtype)
+        self._theta = theta.astype(mx.float32)
+        pairs = (nq + 2 * nk) // 2
+        self._kw = dict(
+            template=[("T", dtype), ("K", kdim), ("GROUP", q.group_size), ("NORM", True), ("HD", hd),
+                      ("NQ", nq), ("NK", nk)],
+            grid=_grid(pairs, 1), threadgroup=(THREADS, 1, 1),
+            output_shapes=[(1, heads, 1, hd), (1, kv_heads, 1, hd), (1, kv_heads, 1, hd)],
+            output_dtypes=[dtype, dtype, dtype])
+
+    def __call__(self, x: mx.array, pos: mx.array) -> list[mx.array]:
+        assert self._norm is not None
+        return list(_qkv_rope_kernel()(inputs=[x, *self._norm, *self._weights, self._theta, pos], **self._kw))

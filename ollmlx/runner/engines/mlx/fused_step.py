@@ -76,11 +76,24 @@ def _head(model: Any) -> Any:
     return model.lm_head if hasattr(model, "lm_head") else model.model.embed_tokens
 
 
+def rope_angles(rope: Any, head_dim: int) -> mx.array | None:
+    """RoPE's angle per position for each rotated pair (i, i + head_dim/2), read off the model's
+    own rope module at position 1, for the rotations that are linear in the position (plain,
+    linearly scaled and Llama-3 RoPE, non-interleaved, over the whole head); None otherwise."""
+    if type(rope).__name__ not in ("RoPE", "Llama3RoPE") or getattr(rope, "traditional", True):
+        return None
+    if getattr(rope, "dims", None) != head_dim:
+        return None
+    half = head_dim // 2
+    y = rope(mx.eye(half, head_dim).reshape(1, half, 1, head_dim), offset=1).reshape(half, head_dim)
+    return mx.arctan2(mx.diagonal(y[:, half:]), mx.diagonal(y[:, :half]))
+
+
 class _Layer:
     """One block's fused calls, built once."""
 
     def __init__(self, layer: Any, dtype: mx.Dtype) -> None:
-        from ollmlx.runner.engines.mlx.cuda_kernels import Qmv, QmvSwiglu
+        from ollmlx.runner.engines.mlx.cuda_kernels import QkvRope, Qmv, QmvSwiglu
 
         a, m = layer.self_attn, layer.mlp
         self.attn = a
@@ -89,6 +102,11 @@ class _Layer:
         self.nq = self.heads * self.head_dim
         self.nk = self.kv_heads * self.head_dim
         self.qkv = Qmv([a.q_proj, a.k_proj, a.v_proj], dtype, norm=layer.input_layernorm)
+        theta = rope_angles(a.rope, self.head_dim)
+        # RoPE folded into the q/k/v product where the rotation is a plain one (one kernel, no
+        # slices or reshapes); otherwise the model's own rope module after the product
+        self.qkv_rope = (QkvRope(a.q_proj, a.k_proj, a.v_proj, self.heads, self.kv_heads, theta, dtype,
+                                 layer.input_layernorm) if theta is not None else None)
         self.o = Qmv([a.o_proj], dtype, residual=True)
         self.gate_up = QmvSwiglu(m.gate_proj, m.up_proj, dtype, norm=layer.post_attention_layernorm)
         self.down = Qmv([m.down_proj], dtype, residual=True)
@@ -108,11 +126,14 @@ class _Layer:
         return a.rope(q, offset=offset), a.rope(k, offset=offset), v
 
     def _after(self, o: mx.array, h: mx.array) -> mx.array:
-        h = self.o(o.reshape(-1), residual=h)
+        h = self.o(o, residual=h)  # (1, heads, 1, head_dim) is the row o_proj reads, in order
         return self.down(self.gate_up(h), residual=h)
 
     def __call__(self, h: mx.array, cache: Any, offset: mx.array, compiled: bool = True) -> mx.array:
-        q, k, v = (self.before if compiled else self._before)(h, offset)
+        if self.qkv_rope is not None:
+            q, k, v = self.qkv_rope(h, offset)
+        else:
+            q, k, v = (self.before if compiled else self._before)(h, offset)
         k, v = cache.update_and_fetch(k, v)
         o = mx.fast.scaled_dot_product_attention(q, k, v, scale=self.attn.scale)
         return (self.after if compiled else self._after)(o, h)
