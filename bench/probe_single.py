@@ -55,6 +55,22 @@ def main() -> None:
 
     engine = start_engine(model, tok, config, num_ctx=4096, parallel=16)
 
+    def solo_direct() -> float:
+        # the engine's lone-stream path without the engine loop around it
+        from mlx_lm.models.cache import make_prompt_cache
+
+        from ollmlx.runner.engines.mlx.solo import SoloStream
+
+        solo = SoloStream(model, make_prompt_cache(model), [], prompt, lambda x: mx.argmax(x, axis=-1), [])
+        while not solo.ready:
+            solo.prefill()
+        solo.step()
+        rows["solo decoder"] = [type(solo._decoder).__name__]
+        t0 = time.perf_counter()
+        for _ in range(n - 1):
+            solo.step()
+        return (n - 1) / (time.perf_counter() - t0)
+
     def engine1() -> float:
         ev = threading.Event()
         t: dict[str, Any] = {}
@@ -69,8 +85,11 @@ def main() -> None:
         f = t["final"]
         return (f["eval_count"] - 1) / (f["eval_duration"] / 1e9)
 
-    rows = {}
-    for name, fn in (("raw generate_step", raw), ("BatchGenerator x1", batch1), ("MLXEngine x1", engine1)) * 2:
+    rows: dict[str, list[Any]] = {}
+    import mlx.core as mx
+
+    for name, fn in (("raw generate_step", raw), ("BatchGenerator x1", batch1), ("MLXEngine x1", engine1),
+                     ("SoloStream direct", solo_direct)) * 2:
         rows.setdefault(name, []).append(round(fn(), 1))
         print(name, rows[name][-1], flush=True)
     print(json.dumps(rows))

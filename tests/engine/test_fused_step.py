@@ -53,23 +53,25 @@ def test_a_4bit_llama_block_model_matches_and_others_do_not() -> None:
     assert not fused_step.matches(other)  # q/k norms: a block this step does not reproduce
 
 
-def test_the_fused_step_is_cuda_only_and_a_cpu_host_reports_none() -> None:
+def test_the_fused_step_is_cuda_only_and_a_cpu_host_reports_none(monkeypatch: pytest.MonkeyPatch) -> None:
     from ollmlx.runner.engines.mlx import fused_step, host
 
     if _on_cuda():
         pytest.skip("this host has a CUDA GPU; the CPU case is checked on CPU hosts")
+    monkeypatch.setenv("OLLMLX_MLX_FUSED", "1")
     model = _llama(4)
     assert not fused_step.enabled() and not fused_step.usable(model)
     assert "fused_steps" not in host.tune_for_host(model)
 
 
 @pytest.mark.skipif(not _on_cuda(), reason="needs an NVIDIA GPU with mlx-cuda (absent on this CPU host)")
-def test_fused_steps_give_the_models_own_logits_on_cuda() -> None:
+def test_fused_steps_give_the_models_own_logits_on_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
     import mlx.core as mx
     from mlx_lm.models.cache import make_prompt_cache
 
     from ollmlx.runner.engines.mlx import fused_step
 
+    monkeypatch.setenv("OLLMLX_MLX_FUSED", "1")
     model = _llama(4)
     assert fused_step.usable(model)
     ours, theirs = make_prompt_cache(model), make_prompt_cache(model)
@@ -136,5 +138,5 @@ def test_rope_folded_into_the_product_rotates_like_the_models_rope(scaling: dict
         c, s = mx.cos(pos * theta), mx.sin(pos * theta)
         a, b = x[..., :32], x[..., 32:]
         ours = mx.concatenate([a * c - b * s, b * c + a * s], axis=-1)
-        assert mx.abs(ours - rope(x, offset=pos)).max().item() < 2e-3
+        assert mx.abs(ours - rope(x, offset=pos)).max().item() < 1e-2  # float32 angles at large positions
     assert rope_angles(initialize_rope(64, 10000.0, True, None, 4096), 64) is None  # interleaved pairs

@@ -1,11 +1,11 @@
-"""A lone stream's decode step on CUDA with fewer, fused kernels (OLLMLX_MLX_FUSED, issue 7).
+"""A lone stream's decode step on CUDA with fewer, fused kernels (OLLMLX_MLX_FUSED=1, issue 7).
 
 mlx-lm's Llama block runs ~18 kernels per layer for one token; on mlx-cuda a step of a 4-bit
 model is bound by those launches, not by reading the weights. This step runs the same block as
 four fused products (cuda_kernels.py) around the model's own RoPE, KV cache and attention:
 
-    qkv = [Wq; Wk; Wv] @ rmsnorm(h)          one kernel (norm folded in)
-    q, k = rope(q), rope(k); cache update; attention (mlx's kernels, the model's modules)
+    q, k, v = rope([Wq; Wk; Wv] @ rmsnorm(h)) one kernel (norm and RoPE folded in)
+    cache update; attention                   (mlx's kernels, the model's KV cache)
     h = h + Wo @ attn                         one kernel (residual folded in)
     m = silu(Wg @ rmsnorm(h)) * (Wu @ rmsnorm(h))   one kernel
     h = h + Wd @ m                            one kernel
@@ -32,8 +32,11 @@ _BLOCK_MODULES = ("mlx_lm.models.llama",)
 
 
 def enabled() -> bool:
-    """On by default where it can run (a CUDA GPU); OLLMLX_MLX_FUSED=0 turns it off."""
-    return os.environ.get("OLLMLX_MLX_FUSED", "1") != "0" and _on_cuda()
+    """Off unless OLLMLX_MLX_FUSED=1, and only on a CUDA GPU. Measured on an H100
+    (bench/RESULTS.md): 1.2-1.5x raw mlx-lm in a bare decode loop on an 8B shape, but no gain
+    served (the served lone stream is bound elsewhere on the lent hosts), for 10-30 s more at the
+    first load on a machine (the kernels' builds)."""
+    return os.environ.get("OLLMLX_MLX_FUSED", "0") == "1" and _on_cuda()
 
 
 def _on_cuda() -> bool:
