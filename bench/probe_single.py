@@ -22,6 +22,8 @@ def main() -> None:
     ap.add_argument("--model-dir", required=True)
     ap.add_argument("--tokens", type=int, default=128)
     ap.add_argument("--tune", action="store_true", help="lay the model out as a runner does (host.tune_for_host)")
+    ap.add_argument("--fused-ab", type=int, default=0, metavar="ROUNDS",
+                    help="instead: MLXEngine x1 with the fused CUDA step on and off, alternating, and raw")
     args = ap.parse_args()
     from mlx_lm.generate import BatchGenerator
 
@@ -88,6 +90,19 @@ def main() -> None:
     rows: dict[str, list[Any]] = {}
     import mlx.core as mx
 
+    if args.fused_ab:
+        from ollmlx.runner.engines.mlx import fused_step
+
+        fused_ok = fused_step.usable(model)  # checks once; the switch below flips the cached verdict
+        for _ in range(args.fused_ab):
+            for name, on in (("MLXEngine x1, fused", True), ("MLXEngine x1, not fused", False)):
+                fused_step._checked[id(model)] = on and fused_ok
+                rows.setdefault(name, []).append(round(engine1(), 1))
+            rows.setdefault("raw generate_step", []).append(round(raw(), 1))
+            print(rows, flush=True)
+        print(json.dumps(rows))
+        engine.stop()
+        return
     for name, fn in (("raw generate_step", raw), ("BatchGenerator x1", batch1), ("MLXEngine x1", engine1),
                      ("SoloStream direct", solo_direct)) * 2:
         rows.setdefault(name, []).append(round(fn(), 1))
