@@ -161,16 +161,19 @@ __device__ __forceinline__ void rows_dot(const uint32_t* const* w, const T* cons
 }  // namespace ollmlx
 """
 
-# One to three weights side by side: out = [W0; W1; W2] @ (norm(x) if NORM else x) (+ res).
-QMV_SOURCE = r"""
-  using P = ollmlx::Q4<T>;
-  constexpr int N = N0 + N1 + N2;
-  __shared__ uint4 xs[K / 8];
+# Every kernel's prologue: the block stages its input row (stage_x); `lane` is the thread's lane.
+STAGED_INPUT = r"""  __shared__ uint4 xs[K / 8];
   __shared__ float xsum[K / 32];
   __shared__ float red[32];
   __shared__ float rnorm;
   ollmlx::stage_x<T, K, NORM>(x, gamma, eps, xs, xsum, &rnorm, red);
-  const int lane = threadIdx.x & 31;
+  const int lane = threadIdx.x & 31;"""
+
+# One to three weights side by side: out = [W0; W1; W2] @ (norm(x) if NORM else x) (+ res).
+QMV_SOURCE = r"""
+  using P = ollmlx::Q4<T>;
+  constexpr int N = N0 + N1 + N2;
+""" + STAGED_INPUT + r"""
   const int first = ((blockIdx.x * blockDim.x + threadIdx.x) >> 5) * R;
   const uint32_t* wp[R];
   const T* sp[R];
@@ -213,12 +216,7 @@ QKV_ROPE_SOURCE = r"""
   using P = ollmlx::Q4<T>;
   constexpr int HALF = HD / 2;
   constexpr int PAIRS = (NQ + 2 * NK) / 2;
-  __shared__ uint4 xs[K / 8];
-  __shared__ float xsum[K / 32];
-  __shared__ float red[32];
-  __shared__ float rnorm;
-  ollmlx::stage_x<T, K, NORM>(x, gamma, eps, xs, xsum, &rnorm, red);
-  const int lane = threadIdx.x & 31;
+""" + STAGED_INPUT + r"""
   int pair = (blockIdx.x * blockDim.x + threadIdx.x) >> 5;
   const bool live = pair < PAIRS;
   pair = live ? pair : PAIRS - 1;
@@ -259,12 +257,7 @@ QKV_ROPE_SOURCE = r"""
 # silu(Wg @ norm(x)) * (Wu @ norm(x)), gate and up of one shape.
 SWIGLU_SOURCE = r"""
   using P = ollmlx::Q4<T>;
-  __shared__ uint4 xs[K / 8];
-  __shared__ float xsum[K / 32];
-  __shared__ float red[32];
-  __shared__ float rnorm;
-  ollmlx::stage_x<T, K, NORM>(x, gamma, eps, xs, xsum, &rnorm, red);
-  const int lane = threadIdx.x & 31;
+""" + STAGED_INPUT + r"""
   const int first = ((blockIdx.x * blockDim.x + threadIdx.x) >> 5) * R;
   const uint32_t* wp[2 * R];
   const T* sp[2 * R];
