@@ -2,7 +2,7 @@
 
 mlx-lm's Llama block runs ~18 kernels per layer for one token; on mlx-cuda a step of a 4-bit
 model is bound by those launches, not by reading the weights. This step runs the same block as
-four fused products (cuda_kernels.py) around the model's own RoPE, KV cache and attention:
+four fused products (cuda_kernels.py) around the model's own KV cache and mlx's attention:
 
     q, k, v = rope([Wq; Wk; Wv] @ rmsnorm(h)) one kernel (norm and RoPE folded in)
     cache update; attention                   (mlx's kernels, the model's KV cache)
@@ -27,14 +27,14 @@ import mlx.nn as nn
 
 log = logging.getLogger(__name__)
 
-_checked: dict[int, bool] = {}
+_VERDICT = "_ollmlx_fused_ok"  # kept on the model object: one check per loaded model
 _BLOCK_MODULES = ("mlx_lm.models.llama",)
 
 
 def enabled() -> bool:
     """Off unless OLLMLX_MLX_FUSED=1, and only on a CUDA GPU. Measured on an H100
-    (bench/RESULTS.md): 1.2-1.5x raw mlx-lm in a bare decode loop on an 8B shape, but no gain
-    served (the served lone stream is bound elsewhere on the lent hosts), for 10-30 s more at the
+    (bench/RESULTS.md): 1.33-1.57x raw mlx-lm in a bare decode loop on an 8B shape, but no gain
+    served (the served lone stream is bound elsewhere on the lent hosts), for 9-30 s more at the
     first load on a machine (the kernels' builds)."""
     return os.environ.get("OLLMLX_MLX_FUSED", "0") == "1" and _on_cuda()
 
@@ -175,23 +175,23 @@ class FusedDecoder:
 
 def disable(model: Any) -> None:
     """Take the model off the fused path (a step failed at run time)."""
-    _checked[id(model)] = False
+    object.__setattr__(model, _VERDICT, False)
 
 
 def usable(model: Any) -> bool:
     """Whether this model's decode steps take the fused path: enabled, matching, and agreeing with
     the model's own forward (checked once per model)."""
-    key = id(model)
-    if key not in _checked:
-        ok = enabled() and matches(model)
-        if ok:
+    verdict = getattr(model, _VERDICT, None)
+    if verdict is None:
+        verdict = enabled() and matches(model)
+        if verdict:
             try:
-                ok = _agrees(model)
+                verdict = _agrees(model)
             except Exception:  # a kernel that does not build here: keep mlx-lm's forward
                 log.exception("fused decode step unavailable")
-                ok = False
-        _checked[key] = ok
-    return _checked[key]
+                verdict = False
+        object.__setattr__(model, _VERDICT, verdict)
+    return bool(verdict)
 
 
 def _agrees(model: Any, steps: int = 3) -> bool:
