@@ -18,10 +18,12 @@ for the batch, be trimmed or go into the prompt cache at any step.
 from __future__ import annotations
 
 import logging
-from typing import Any, cast
+from typing import Any
 
 import mlx.core as mx
 from mlx_lm.models.cache import KVCache
+
+from ollmlx.runner.engines.mlx import decoder_check
 
 log = logging.getLogger("ollmlx.runner.mlx")
 
@@ -57,36 +59,15 @@ def usable(model: Any) -> bool:
     """Whether the compiled step gives this model's own logits, checked once per model on a short
     prompt. A model that builds its attention mask without asking the cache (or a backend missing
     a primitive) would otherwise decode garbage; it keeps mlx-lm's plain forward instead."""
-    verdict = getattr(model, "_ollmlx_compiled_ok", None)
-    if verdict is None:
-        verdict = _agrees(model)
-        model._ollmlx_compiled_ok = verdict
-        if not verdict:
-            log.warning("compiled decode steps disabled for this model: they disagree with its forward")
-    return bool(verdict)
+    return decoder_check.once(model, "_ollmlx_compiled_ok", lambda: _agrees(model))
 
 
 def _agrees(model: Any) -> bool:
-    from mlx_lm.models.cache import make_prompt_cache
-
-    try:
-        plain, compiled = make_prompt_cache(model), make_prompt_cache(model)
-        if not supports(compiled):
-            return False
-        prompt = mx.array([[1, 2, 3, 4]])
-        model(prompt, cache=plain)
-        model(prompt, cache=compiled)
-        decoder = CompiledDecoder(model, compiled)
-        for token in (5, 6):
-            want = model(mx.array([[token]]), cache=plain)[:, -1, :].astype(mx.float32)
-            got = decoder.forward(mx.array([token])).astype(mx.float32)
-            scale = mx.abs(want).max() + 1e-6
-            if not float(cast(float, (mx.abs(got - want).max() / scale).item())) < 0.05:
-                return False
-        return True
-    except Exception:  # a primitive the backend lacks: the plain forward works
-        log.exception("compiled decode steps disabled for this model")
-        return False
+    ok = decoder_check.agrees(model, lambda cache: CompiledDecoder(model, cache) if supports(cache) else None,
+                              "compiled decode step")
+    if not ok:
+        log.warning("compiled decode steps disabled for this model: they disagree with its forward")
+    return ok
 
 
 def _step_function(model: Any, layers: int, compiled: bool = True) -> Any:

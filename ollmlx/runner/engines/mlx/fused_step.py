@@ -17,7 +17,6 @@ step against the model's own forward once per model and keeps the plain path whe
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 from typing import Any
@@ -25,7 +24,7 @@ from typing import Any
 import mlx.core as mx
 import mlx.nn as nn
 
-log = logging.getLogger(__name__)
+from ollmlx.runner.engines.mlx import decoder_check
 
 _VERDICT = "_ollmlx_fused_ok"  # kept on the model object: one check per loaded model
 _BLOCK_MODULES = ("mlx_lm.models.llama",)
@@ -181,35 +180,5 @@ def disable(model: Any) -> None:
 def usable(model: Any) -> bool:
     """Whether this model's decode steps take the fused path: enabled, matching, and agreeing with
     the model's own forward (checked once per model)."""
-    verdict = getattr(model, _VERDICT, None)
-    if verdict is None:
-        verdict = enabled() and matches(model)
-        if verdict:
-            try:
-                verdict = _agrees(model)
-            except Exception:  # a kernel that does not build here: keep mlx-lm's forward
-                log.exception("fused decode step unavailable")
-                verdict = False
-        object.__setattr__(model, _VERDICT, verdict)
-    return bool(verdict)
-
-
-def _agrees(model: Any, steps: int = 3) -> bool:
-    from mlx_lm.models.cache import make_prompt_cache
-
-    prompt = mx.array([[1, 2, 3, 4]])
-    ours, theirs = make_prompt_cache(model), make_prompt_cache(model)
-    model(prompt, cache=ours)
-    model(prompt, cache=theirs)
-    decoder = FusedDecoder(model, ours, keep=False)
-    token = mx.array([5])
-    for _ in range(steps):
-        a = decoder.forward(token).astype(mx.float32)
-        b = model(token[None], cache=theirs)[:, -1, :].astype(mx.float32)
-        scale = float(mx.abs(b).max().astype(mx.float32).item()) + 1e-6  # type: ignore[arg-type]
-        err = float(mx.abs(a - b).max().item())  # type: ignore[arg-type]
-        log.info("fused decode step check: max |diff| %.4g of max |logit| %.4g", err, scale)
-        if not err <= 0.05 * scale:
-            return False
-        token = mx.argmax(b, axis=-1)
-    return True
+    return decoder_check.once(model, _VERDICT, lambda: enabled() and matches(model) and decoder_check.agrees(
+        model, lambda cache: FusedDecoder(model, cache, keep=False), "fused decode step"))
