@@ -4,10 +4,11 @@ A lone stream's decode step on mlx-cuda is bound by launches, not by memory: an 
 step reads ~4.5 GB (1.3 ms at an H100's bandwidth) but takes 6-7 ms over ~18 kernels per layer
 (bench/probe_fused_step.py). These kernels fold the neighbours of each quantized product into it:
 
-- `qmv`: one to three weights side by side (q, k and v read the same input), optionally with the
+- `Qmv`: one to three weights side by side (q, k and v read the same input), optionally with the
   RMSNorm in front (each block normalizes its own copy of the input row) and a residual added to
   the result;
-- `qmv_swiglu`: gate and up products with RMSNorm in front and silu(gate) * up after.
+- `QmvSwiglu`: gate and up products with RMSNorm in front and silu(gate) * up after;
+- `QkvRope`: RMSNorm, the q, k and v products and RoPE on q and k, in attention's layout.
 
 Layout: mlx packs eight 4-bit values per uint32, lowest nibble first, with one scale and one bias
 per `group_size` values of a row. Each warp computes R rows; each lane reads 16 bytes (32 values)

@@ -103,21 +103,23 @@ class _Layer:
         self.head_dim = a.q_proj["weight"].shape[0] // a.n_heads
         self.nq = self.heads * self.head_dim
         self.nk = self.kv_heads * self.head_dim
-        self.qkv = Qmv([a.q_proj, a.k_proj, a.v_proj], dtype, norm=layer.input_layernorm)
-        theta = rope_angles(a.rope, self.head_dim)
-        # RoPE folded into the q/k/v product where the rotation is a plain one (one kernel, no
-        # slices or reshapes); otherwise the model's own rope module after the product
-        self.qkv_rope = (QkvRope(a.q_proj, a.k_proj, a.v_proj, self.heads, self.kv_heads, theta, dtype,
-                                 layer.input_layernorm) if theta is not None else None)
         self.o = Qmv([a.o_proj], dtype, residual=True)
         self.gate_up = QmvSwiglu(m.gate_proj, m.up_proj, dtype, norm=layer.post_attention_layernorm)
         self.down = Qmv([m.down_proj], dtype, residual=True)
-
         # The parts around the attention have the same shapes every token, so each is compiled
         # once: one call from Python replaces ~10 (graph building, not the GPU, bounds a step on
         # a slow host CPU). The attention and the KV cache, whose length grows, stay outside.
-        self.before = mx.compile(self._before)
         self.after = mx.compile(self._after)
+        theta = rope_angles(a.rope, self.head_dim)
+        if theta is not None:
+            # RoPE folded into the q/k/v product where the rotation is a plain one (one kernel,
+            # no slices or reshapes)
+            self.qkv_rope: Any = QkvRope(a.q_proj, a.k_proj, a.v_proj, self.heads, self.kv_heads, theta, dtype,
+                                         layer.input_layernorm)
+        else:  # the model's own rope module after the product
+            self.qkv = Qmv([a.q_proj, a.k_proj, a.v_proj], dtype, norm=layer.input_layernorm)
+            self.qkv_rope = None
+            self.before = mx.compile(self._before)
 
     def _before(self, h: mx.array, offset: mx.array) -> tuple[mx.array, mx.array, mx.array]:
         a, d = self.attn, self.head_dim
