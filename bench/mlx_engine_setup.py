@@ -47,6 +47,28 @@ def raw_single_tps(model: Any, prompt: list[int], tokens: int) -> tuple[float, l
     return (len(out) - 1) / (time.perf_counter() - t0), out
 
 
+def decoder_tps(model: Any, prompt: list[int], tokens: int, make_decoder: Any) -> tuple[float, list[int]]:
+    """Greedy decode tok/s after the first token, and the tokens, of a one-token-step replacement
+    (`make_decoder(cache)` -> object with forward(token) -> logits), pipelined like
+    `generate_step`: the next step is queued before the current token is read."""
+    import mlx.core as mx
+    from mlx_lm.models.cache import make_prompt_cache
+
+    cache = make_prompt_cache(model)
+    tok = mx.argmax(model(mx.array(prompt)[None], cache=cache)[:, -1, :], axis=-1)
+    dec = make_decoder(cache)
+    out = [int(tok.item())]
+    nxt = mx.argmax(dec.forward(tok), axis=-1)
+    mx.async_eval(nxt)
+    t0 = time.perf_counter()
+    for _ in range(tokens - 1):
+        cur = nxt
+        nxt = mx.argmax(dec.forward(cur), axis=-1)
+        mx.async_eval(nxt)
+        out.append(int(cur.item()))
+    return (tokens - 1) / (time.perf_counter() - t0), out
+
+
 def raw_batch_tps(model: Any, prompts: list[list[int]], tokens: int) -> float:
     """Aggregate tok/s of mlx-lm's BatchGenerator generating `tokens` for every prompt at once."""
     from mlx_lm.generate import BatchGenerator

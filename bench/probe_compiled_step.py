@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -31,7 +30,7 @@ def main() -> None:
     import mlx.core as mx
     from mlx_lm import load
 
-    from bench.mlx_engine_setup import raw_single_tps
+    from bench.mlx_engine_setup import decoder_tps, raw_single_tps
     from ollmlx.runner.engines.mlx.compiled_step import CompiledDecoder
 
     model, _ = load(args.model_dir)
@@ -43,24 +42,7 @@ def main() -> None:
     n = args.tokens
 
     def compiled(jit: bool = True) -> tuple[float, list[int]]:
-        from mlx_lm.models.cache import make_prompt_cache
-
-        cache = make_prompt_cache(model)
-        logits = model(mx.array(prompt)[None], cache=cache)[:, -1, :]
-        tok = mx.argmax(logits, axis=-1)
-        dec = CompiledDecoder(model, cache, compiled=jit)
-        out = [int(tok.item())]
-        nxt = dec.forward(tok)
-        nxt_tok = mx.argmax(nxt, axis=-1)
-        mx.async_eval(nxt_tok)
-        t0 = time.perf_counter()
-        for _ in range(n - 1):
-            cur = nxt_tok
-            logits = dec.forward(cur)
-            nxt_tok = mx.argmax(logits, axis=-1)
-            mx.async_eval(nxt_tok)
-            out.append(int(cur.item()))
-        return (n - 1) / (time.perf_counter() - t0), out
+        return decoder_tps(model, prompt, n, lambda cache: CompiledDecoder(model, cache, compiled=jit))
 
     rows: dict[str, list[float]] = {}
     ref: list[int] = []

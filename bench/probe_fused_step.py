@@ -157,7 +157,7 @@ def model_level(report: dict[str, Any], model_dir: str, tokens: int, rounds: int
     from mlx_lm import load
     from mlx_lm.models.cache import make_prompt_cache
 
-    from bench.mlx_engine_setup import raw_single_tps
+    from bench.mlx_engine_setup import decoder_tps, raw_single_tps
     from ollmlx.runner.engines.mlx import fused_step
 
     row: dict[str, Any] = {}
@@ -170,20 +170,7 @@ def model_level(report: dict[str, Any], model_dir: str, tokens: int, rounds: int
     row["check_s"] = round(time.perf_counter() - t, 2)
 
     def fused(n: int, compiled: bool = True) -> tuple[float, list[int]]:
-        cache = make_prompt_cache(model)
-        logits = model(mx.array(prompt)[None], cache=cache)[:, -1, :]
-        tok = mx.argmax(logits, axis=-1)
-        dec = fused_step.FusedDecoder(model, cache, compiled=compiled)
-        out = [int(tok.item())]
-        nxt = mx.argmax(dec.forward(tok), axis=-1)
-        mx.async_eval(nxt)
-        t0 = time.perf_counter()
-        for _ in range(n - 1):
-            cur = nxt
-            nxt = mx.argmax(dec.forward(cur), axis=-1)
-            mx.async_eval(nxt)
-            out.append(int(cur.item()))
-        return (n - 1) / (time.perf_counter() - t0), out
+        return decoder_tps(model, prompt, n, lambda cache: fused_step.FusedDecoder(model, cache, compiled=compiled))
 
     def build_ms(fn: Any) -> float:
         # Python time to build one step's graph (no evaluation)
