@@ -11,6 +11,7 @@ import json
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -94,10 +95,15 @@ def main() -> None:
         from ollmlx.runner.engines.mlx import fused_step
 
         fused_ok = fused_step.usable(model)  # checks once; the switch below flips the cached verdict
+        worker = ThreadPoolExecutor(1)  # one lasting thread, as the engine's: is a thread slower?
         for _ in range(args.fused_ab):
             for name, on in (("MLXEngine x1, fused", True), ("MLXEngine x1, not fused", False)):
                 object.__setattr__(model, fused_step._VERDICT, on and fused_ok)
                 rows.setdefault(name, []).append(round(engine1(), 1))
+            for name, on in (("SoloStream direct, fused", True), ("SoloStream direct, not fused", False)):
+                object.__setattr__(model, fused_step._VERDICT, on and fused_ok)
+                rows.setdefault(name, []).append(round(solo_direct(), 1))
+                rows.setdefault(name + ", in a thread", []).append(round(worker.submit(solo_direct).result(), 1))
             rows.setdefault("raw generate_step", []).append(round(raw(), 1))
             print(rows, flush=True)
         print(json.dumps(rows))

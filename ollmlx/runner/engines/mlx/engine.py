@@ -94,7 +94,13 @@ class MLXEngine:
     def start(self) -> None:
         self._thread.start()
         # building the grammar tokenizer takes ~1s: do it off the engine thread, ahead of need
-        threading.Thread(target=lambda: self.grammars.tokenizer, name="grammar-warmup", daemon=True).start()
+        threading.Thread(target=self._warm_grammars, name="grammar-warmup", daemon=True).start()
+
+    def _warm_grammars(self) -> None:
+        try:
+            self.grammars.tokenizer
+        except Exception as exc:  # a tokenizer llguidance cannot read: `format` requests say so then
+            log.warning("structured output unavailable for this tokenizer: %s", exc)
 
     def stop(self) -> None:
         self._stopping = True
