@@ -5,7 +5,7 @@
 # raw mlx-lm loaded at once, alternating rounds, runners recorded with py-spy (probe_served_ab.py).
 #   SHAPES="m8b m1b" ROUNDS=4 bench/gpu_ab.sh
 set -uo pipefail
-export PYTHONPATH=/tmp/site:$PWD OLLMLX_MLX_DEVICE=gpu
+export PYTHONPATH=/tmp/site:$PWD OLLMLX_MLX_DEVICE=gpu PATH=/tmp/site/bin:$PATH
 out=${OUT:-/tmp}
 for shape in ${SHAPES:-m8b}; do
   case $shape in m1b) s=llama-3.2-1b ;; m8b) s=llama-3.1-8b ;; esac
