@@ -88,7 +88,7 @@ def main() -> None:
             async with httpx.AsyncClient(timeout=None) as c:
                 return await ollama_chat(c, url, "m", [{"role": "user", "content": PROMPT}], args.tokens)
 
-        for name, (srv, url) in servers.items():  # loads the runner, builds kernels, warms caches
+        for name, (_srv, url) in servers.items():  # loads the runner, builds kernels, warms caches
             for _ in range(2):
                 asyncio.run(stream(url))
             info = httpx.get(url + "/api/ps", timeout=30).json()

@@ -333,11 +333,25 @@ def _grid(rows: int, per_warp: int) -> tuple[int, int, int]:
     return (-(-warps // (THREADS // 32)) * THREADS, 1, 1)
 
 
+SETTLE = True  # bench/probe_eval_cost.py --no-settle turns it off to measure what it saves
+
+
+def _settled(*arrays: mx.array) -> None:
+    """Compute a kernel's constant inputs now, and wait for them. Left lazy, they are computed
+    inside the first step on the stream they were made on, and every later step then finds an
+    input from another stream whose event mlx-cuda keeps waiting on: a CUDA-graph commit per
+    kernel per token (py-spy on an H100: Event::wait and Fence::update took ~25% of the step)."""
+    if SETTLE:
+        mx.eval(*arrays)
+
+
 def _norm_inputs(norm: Any, dtype: mx.Dtype) -> list[mx.array] | None:
     # gamma and eps of an nn.RMSNorm; eps travels as a float32 array (kernels take no scalars)
     if norm is None:
         return None
-    return [norm.weight.astype(dtype), mx.array([norm.eps], dtype=mx.float32)]
+    out = [norm.weight.astype(dtype), mx.array([norm.eps], dtype=mx.float32)]
+    _settled(*out)
+    return out
 
 
 class Qmv:
@@ -351,6 +365,7 @@ class Qmv:
             ws.append(ws[0])
         self.rows = ns[0] + ns[1] + ns[2]
         self._eps = mx.zeros((1,), dtype=mx.float32)  # stands in for an absent norm's inputs
+        _settled(self._eps)
         k = ws[0][0].shape[1] * 8
         per_warp = _rows_per_warp(self.rows)
         self._weights = [a for triple in ws for a in triple]
@@ -374,6 +389,7 @@ class QmvSwiglu:
     def __init__(self, gate: Any, up: Any, dtype: mx.Dtype, norm: Any = None) -> None:
         self.rows = gate["weight"].shape[0]
         self._eps = mx.zeros((1,), dtype=mx.float32)
+        _settled(self._eps)
         k = gate["weight"].shape[1] * 8
         per_warp = max(1, _rows_per_warp(self.rows) // 2)
         self._weights = [gate["weight"], gate["scales"], gate["biases"], up["weight"], up["scales"], up["biases"]]
@@ -402,6 +418,7 @@ class QkvRope:
         self._weights = [a for lay in (q, k, v) for a in (lay["weight"], lay["scales"], lay["biases"])]
         self._norm = _norm_inputs(norm, dtype)
         self._theta = theta.astype(mx.float32)
+        _settled(self._theta)
         pairs = (nq + 2 * nk) // 2
         self._kw = dict(
             template=[("T", dtype), ("K", kdim), ("GROUP", q.group_size), ("NORM", True), ("HD", hd),

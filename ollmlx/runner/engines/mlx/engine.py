@@ -98,7 +98,7 @@ class MLXEngine:
 
     def _warm_grammars(self) -> None:
         try:
-            self.grammars.tokenizer
+            _ = self.grammars.tokenizer
         except Exception as exc:  # a tokenizer llguidance cannot read: `format` requests say so then
             log.warning("structured output unavailable for this tokenizer: %s", exc)
 

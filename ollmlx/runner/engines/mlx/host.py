@@ -23,8 +23,20 @@ def device_name() -> str:
     return "gpu" if mx.default_device() == mx.gpu else "cpu"
 
 
+def settle_constants(model: nn.Module) -> int:
+    """Compute, and wait for, the arrays a model keeps outside its parameters (mlx-lm's RoPE
+    modules keep `_freqs`, which loading leaves lazy). Computed inside the first request instead,
+    on that request's stream, they can leave mlx-cuda an event from another stream to wait on at
+    every later step. Returns how many there were."""
+    arrays = [v for _, m in model.named_modules() for k, v in m.items()
+              if k.startswith("_") and isinstance(v, mx.array)]
+    mx.eval(arrays)
+    return len(arrays)
+
+
 def tune_for_host(model: nn.Module, generates: bool = True) -> dict[str, Any]:
     details: dict[str, Any] = {"device": device_name()}
+    settle_constants(model)
     blas = os.environ.get("OLLMLX_BLAS", "")
     details["blas"] = blas or "bundled"
     if device_name() == "cpu":
