@@ -140,3 +140,33 @@ def test_rope_folded_into_the_product_rotates_like_the_models_rope(scaling: dict
         ours = mx.concatenate([a * c - b * s, b * c + a * s], axis=-1)
         assert mx.abs(ours - rope(x, offset=pos)).max().item() < 1e-2  # float32 angles at large positions
     assert rope_angles(initialize_rope(64, 10000.0, True, None, 4096), 64) is None  # interleaved pairs
+
+
+def test_the_fused_step_is_wanted_unless_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ollmlx.runner.engines.mlx import fused_step
+
+    monkeypatch.delenv("OLLMLX_MLX_FUSED", raising=False)
+    assert fused_step.wanted()  # the default on a CUDA host (bench/RESULTS.md: 1.43-1.61x served)
+    monkeypatch.setenv("OLLMLX_MLX_FUSED", "0")
+    assert not fused_step.wanted() and not fused_step.enabled()
+
+
+def test_tuning_settles_the_arrays_a_model_keeps_outside_its_parameters() -> None:
+    """mlx-lm's Llama-3 RoPE keeps `_freqs` lazy after loading; tuning evaluates it before any
+    request (computed inside one on another stream, mlx-cuda waits on its event every step)."""
+    import mlx.core as mx
+    from mlx_lm.models import llama
+
+    from ollmlx.runner.engines.mlx.host import settle_constants
+
+    args = llama.ModelArgs(model_type="llama", hidden_size=64, num_hidden_layers=3, intermediate_size=128,
+                           num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-5, vocab_size=128,
+                           max_position_embeddings=4096, rope_theta=500000.0,
+                           rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                         "high_freq_factor": 4.0, "original_max_position_embeddings": 8192})
+    model = llama.Model(args)
+    mx.eval(model.parameters())
+    assert settle_constants(model) == 3  # one `_freqs` per layer's rope
+    assert settle_constants(llama.Model(llama.ModelArgs(
+        model_type="llama", hidden_size=64, num_hidden_layers=2, intermediate_size=128, num_attention_heads=4,
+        num_key_value_heads=2, rms_norm_eps=1e-5, vocab_size=128))) == 0  # plain RoPE keeps none

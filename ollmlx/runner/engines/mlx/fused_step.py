@@ -1,4 +1,5 @@
-"""A lone stream's decode step on CUDA with fewer, fused kernels (OLLMLX_MLX_FUSED=1, issue 7).
+"""A lone stream's decode step on CUDA with fewer, fused kernels (on by default on CUDA;
+OLLMLX_MLX_FUSED=0 turns it off; issue 7).
 
 mlx-lm's Llama block runs ~18 kernels per layer for one token; on mlx-cuda a step of a 4-bit
 model is bound by those launches, not by reading the weights. This step runs the same block as
@@ -31,11 +32,14 @@ _BLOCK_MODULES = ("mlx_lm.models.llama",)
 
 
 def enabled() -> bool:
-    """Off unless OLLMLX_MLX_FUSED=1, and only on a CUDA GPU. Measured on an H100
-    (bench/RESULTS.md): 1.33-1.57x raw mlx-lm in a bare decode loop on an 8B shape, but no gain
-    served (the served lone stream is bound elsewhere on the lent hosts), for 9-30 s more at the
-    first load on a machine (the kernels' builds)."""
-    return os.environ.get("OLLMLX_MLX_FUSED", "0") == "1" and _on_cuda()
+    """On a CUDA GPU unless OLLMLX_MLX_FUSED=0. Measured served on an H100 (bench/RESULTS.md):
+    a lone stream 1.43-1.61x the same runner without it on an 8B shape, 1.1-1.6x on a 1B, for
+    9-30 s more at the first load on a machine (the kernels' builds, then cached by mlx)."""
+    return wanted() and _on_cuda()
+
+
+def wanted() -> bool:
+    return os.environ.get("OLLMLX_MLX_FUSED", "1") != "0"
 
 
 def _on_cuda() -> bool:

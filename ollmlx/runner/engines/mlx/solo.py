@@ -9,7 +9,7 @@ token's forward is queued before the current one is read). When another request 
 back into the batch with its cache. Both moves drop the token drawn ahead and draw it again, so
 the output is the one the batch would have produced. A request that finds the engine idle starts
 here: its prompt is read in chunks (the engine checks for new requests between them) and the last
-chunk's forward draws the first token. With OLLMLX_MLX_FUSED=1 on CUDA, a 4-bit Llama-family
+chunk's forward draws the first token. On CUDA (unless OLLMLX_MLX_FUSED=0), a 4-bit Llama-family
 model's decode steps run fused kernels (fused_step.py); with OLLMLX_MLX_COMPILE=1, a compiled
 forward (compiled_step.py).
 """
