@@ -107,6 +107,7 @@ def main() -> None:
             rows.setdefault("raw generate_step", []).append(round(raw(), 1))
             print(rows, flush=True)
         print(json.dumps(rows))
+        worker.shutdown()
         engine.stop()
         return
     for name, fn in (("raw generate_step", raw), ("BatchGenerator x1", batch1), ("MLXEngine x1", engine1),
