@@ -67,7 +67,8 @@ def tune_for_host(model: nn.Module, generates: bool = True) -> dict[str, Any]:
         if fused_step.enabled():
             # the once-per-model check (and the kernels' first build) at load, not in the first request
             details["fused_steps"] = ("on (a lone stream's decode steps)" if fused_step.usable(model)
-                                      else "off (not a 4-bit Llama-family model)")
+                                      else "off (not a 4-bit Llama-family model)" if not fused_step.matches(model)
+                                      else "off (its check against the model's forward failed: see the log)")
     return details
 
 
