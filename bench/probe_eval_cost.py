@@ -4,7 +4,8 @@ With --sleep-ms, a host-side pause after each `async_eval`: if the step time gro
 the host is the bound; if it stays, the GPU ran the step meanwhile. Run it under different
 MLX_MAX_OPS_PER_BUFFER / MLX_USE_CUDA_GRAPHS to see what mlx-cuda's graph building costs.
 
-    python bench/probe_eval_cost.py --model-dir /tmp/m8b [--fused] [--sleep-ms 0,2,4]
+    python bench/probe_eval_cost.py --model-dir /tmp/m8b [--fused] [--sleep-ms 0,2,4] [--prompt-len 40]
+    (--fused takes OLLMLX_MLX_FUSED's mode: =whole for the whole step under one compile)
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=96)
     ap.add_argument("--fused", action="store_true")
     ap.add_argument("--sleep-ms", default="0")
+    ap.add_argument("--prompt-len", type=int, default=40, help="context before the measured steps")
     ap.add_argument("--no-settle", action="store_true",
                     help="leave the model's and the fused kernels' constant arrays lazy (as before the fix)")
     args = ap.parse_args()
@@ -45,9 +47,10 @@ def main() -> None:
         from ollmlx.runner.engines.mlx.host import settle_constants
 
         settle_constants(model)
-    prompt = mx.array([(13 * j) % 1000 + 10 for j in range(40)])
+    prompt = mx.array([(13 * j) % 1000 + 10 for j in range(args.prompt_len)])
     out: dict[str, object] = {"env": {k: v for k, v in os.environ.items() if k.startswith("MLX_")},
-                              "fused": args.fused, "settled": not args.no_settle}
+                              "fused": args.fused and os.environ.get("OLLMLX_MLX_FUSED", "1"),
+                              "settled": not args.no_settle, "prompt_len": args.prompt_len}
     for sleep_ms in [float(s) for s in args.sleep_ms.split(",")]:
         for _ in range(2):  # the first round builds kernels and graphs
             cache = make_prompt_cache(model)

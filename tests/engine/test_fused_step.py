@@ -65,28 +65,35 @@ def test_the_fused_step_is_cuda_only_and_a_cpu_host_reports_none(monkeypatch: py
 
 
 @pytest.mark.skipif(not _on_cuda(), reason="needs an NVIDIA GPU with mlx-cuda (absent on this CPU host)")
-def test_fused_steps_give_the_models_own_logits_on_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("mode", "prompt_len"), [("layers", 37), ("whole", 37), ("whole", 250)])
+def test_fused_steps_give_the_models_own_logits_on_cuda(monkeypatch: pytest.MonkeyPatch, mode: str,
+                                                        prompt_len: int) -> None:
+    """Per-layer calls and the whole step under one compile (ollmlx's attention over fixed-capacity
+    buffers); from 250 tokens the whole step crosses a capacity (256) and is traced again."""
     import mlx.core as mx
     from mlx_lm.models.cache import make_prompt_cache
 
     from ollmlx.runner.engines.mlx import fused_step
 
-    monkeypatch.setenv("OLLMLX_MLX_FUSED", "1")
+    monkeypatch.setenv("OLLMLX_MLX_FUSED", mode)
     model = _llama(4)
     assert fused_step.usable(model)
     ours, theirs = make_prompt_cache(model), make_prompt_cache(model)
-    prompt = mx.array([(7 * j) % 500 + 3 for j in range(37)])[None]
+    prompt = mx.array([(7 * j) % 500 + 3 for j in range(prompt_len)])[None]
     model(prompt, cache=ours)
     model(prompt, cache=theirs)
     decoder = fused_step.FusedDecoder(model, ours)
+    assert decoder.whole == (mode == "whole")
     token = mx.array([42])
-    for _ in range(8):
+    for _ in range(12):
         want = model(token[None], cache=theirs)[:, -1, :].astype(mx.float32)
         got = decoder.forward(token).astype(mx.float32)
         assert got.shape == want.shape
         assert mx.abs(got - want).max().item() <= 0.03 * mx.abs(want).max().item()
         token = mx.argmax(want, axis=-1)
-    assert ours[0].offset == theirs[0].offset == 37 + 8
+    assert ours[0].offset == theirs[0].offset == prompt_len + 12
+    held = ours[0].state[0]  # what the cache holds is what the model's own cache holds
+    assert mx.abs(held.astype(mx.float32) - theirs[0].state[0].astype(mx.float32)).max().item() < 0.05
 
 
 def test_a_failing_decode_step_falls_back_to_the_models_forward() -> None:

@@ -99,34 +99,41 @@ class CompiledDecoder:
         self.cache = cache
         self._step = _step_function(model, len(cache), compiled)
 
-    def _reserve(self) -> None:
-        """Room for one more token in every buffer, at a power-of-two capacity: each capacity is a
-        trace (40-100 ms on a 2-core CPU for a 30-layer model), so a 4,096-token context sees five
-        at most, and a buffer is never more than twice what it holds."""
-        first = self.cache[0]
-        assert first.keys is not None
-        held = first.keys.shape[2]
-        if first.offset < held and held >= _MIN_CAPACITY and held & (held - 1) == 0:
-            return
-        capacity = max(_MIN_CAPACITY, 1 << first.offset.bit_length())  # > offset: room for one more
-        for c in self.cache:
-            assert c.keys is not None and c.values is not None
-            c.keys = _extend(c.keys, c.offset, capacity)
-            c.values = _extend(c.values, c.offset, capacity)
-
     def forward(self, token: mx.array) -> mx.array:
         """Logits (1, vocab) for `token` read at the cache's position; the cache then holds it."""
         if self.cache[0].keys is None:  # nothing read yet: the first token makes the buffers
             return self.model(token.reshape(1, 1), cache=self.cache)[:, -1, :]
-        self._reserve()
-        offset = self.cache[0].offset
-        buffers = [b for c in self.cache for b in (c.keys, c.values)]
-        logits, *updated = self._step(token, mx.array([offset], mx.int32), *buffers)
-        del buffers
-        for i, c in enumerate(self.cache):
-            c.keys, c.values = updated[2 * i], updated[2 * i + 1]
-            c.offset = offset + 1
-        return logits
+        return step_in_place(self.cache, self._step, token)
+
+
+def step_in_place(cache: list[KVCache], step: Any, token: mx.array) -> mx.array:
+    """step(token, position, *buffers) -> [logits, *buffers] over `cache`'s fixed-capacity
+    buffers (made room for first); the cache then holds the new buffers and one more token."""
+    reserve(cache)
+    offset = cache[0].offset
+    buffers = [b for c in cache for b in (c.keys, c.values)]
+    logits, *updated = step(token, mx.array([offset], mx.int32), *buffers)
+    del buffers  # the step's buffer updates can then happen in place
+    for i, c in enumerate(cache):
+        c.keys, c.values = updated[2 * i], updated[2 * i + 1]
+        c.offset = offset + 1
+    return logits
+
+
+def reserve(cache: list[KVCache]) -> None:
+    """Room for one more token in every buffer, at a power-of-two capacity: each capacity is a
+    trace (40-100 ms on a 2-core CPU for a 30-layer model), so a 4,096-token context sees five
+    at most, and a buffer is never more than twice what it holds."""
+    first = cache[0]
+    assert first.keys is not None
+    held = first.keys.shape[2]
+    if first.offset < held and held >= _MIN_CAPACITY and held & (held - 1) == 0:
+        return
+    capacity = max(_MIN_CAPACITY, 1 << first.offset.bit_length())  # > offset: room for one more
+    for c in cache:
+        assert c.keys is not None and c.values is not None
+        c.keys = _extend(c.keys, c.offset, capacity)
+        c.values = _extend(c.values, c.offset, capacity)
 
 
 def _extend(buffer: mx.array, used: int, capacity: int) -> mx.array:

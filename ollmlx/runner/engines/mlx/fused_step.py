@@ -26,6 +26,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from ollmlx.runner.engines.mlx import decoder_check
+from ollmlx.runner.engines.mlx.compiled_step import step_in_place
 
 _VERDICT = "_ollmlx_fused_ok"  # kept on the model object: one check per loaded model
 _BLOCK_MODULES = ("mlx_lm.models.llama",)
@@ -40,6 +41,12 @@ def enabled() -> bool:
 
 def wanted() -> bool:
     return os.environ.get("OLLMLX_MLX_FUSED", "1") != "0"
+
+
+def whole_wanted() -> bool:
+    """The whole step under one mx.compile (OLLMLX_MLX_FUSED=whole), or one compiled call per
+    layer around mlx's attention and the model's own cache (=layers)."""
+    return os.environ.get("OLLMLX_MLX_FUSED", "1") == "whole"
 
 
 def _on_cuda() -> bool:
@@ -99,7 +106,7 @@ class _Layer:
     """One block's fused calls, built once."""
 
     def __init__(self, layer: Any, dtype: mx.Dtype) -> None:
-        from ollmlx.runner.engines.mlx.cuda_kernels import QkvRope, Qmv, QmvSwiglu
+        from ollmlx.runner.engines.mlx.cuda_kernels import DecodeAttention, QkvRope, Qmv, QmvSwiglu
 
         a, m = layer.self_attn, layer.mlp
         self.attn = a
@@ -108,6 +115,10 @@ class _Layer:
         self.nq = self.heads * self.head_dim
         self.nk = self.kv_heads * self.head_dim
         self.o = Qmv([a.o_proj], dtype, residual=True)
+        try:  # the whole-step path's attention (None: a head size it has no kernel for)
+            self.attend: Any = DecodeAttention(self.heads, self.kv_heads, self.head_dim, a.scale, dtype)
+        except ValueError:
+            self.attend = None
         self.gate_up = QmvSwiglu(m.gate_proj, m.up_proj, dtype, norm=layer.post_attention_layernorm)
         self.down = Qmv([m.down_proj], dtype, residual=True)
         # The parts around the attention have the same shapes every token, so each is compiled
@@ -137,6 +148,14 @@ class _Layer:
         h = self.o(o, residual=h)  # (1, heads, 1, head_dim) is the row o_proj reads, in order
         return self.down(self.gate_up(h), residual=h)
 
+    def step(self, h: mx.array, pos: mx.array, keys: mx.array, values: mx.array) -> tuple[mx.array, mx.array, mx.array]:
+        """The block over fixed-capacity KV buffers: (h, keys, values) after reading the token at
+        position `pos`, an array, so every step has the same shapes (the whole-step path)."""
+        q, k, v = self.qkv_rope(h, pos) if self.qkv_rope is not None else self._before(h, pos)
+        keys = mx.slice_update(keys, k, pos, axes=(2,))
+        values = mx.slice_update(values, v, pos, axes=(2,))
+        return self._after(self.attend(q, keys, values, pos), h), keys, values
+
     def __call__(self, h: mx.array, cache: Any, offset: mx.array, compiled: bool = True) -> mx.array:
         if self.qkv_rope is not None:
             q, k, v = self.qkv_rope(h, offset)
@@ -148,9 +167,16 @@ class _Layer:
 
 
 class FusedDecoder:
-    """forward(token) -> logits (1, vocab) for one token, advancing `cache` like model(token)."""
+    """forward(token) -> logits (1, vocab) for one token, advancing `cache` like model(token).
 
-    def __init__(self, model: Any, cache: list[Any], compiled: bool = True, keep: bool = True) -> None:
+    With `whole`, the step is one mx.compile over every layer, fed fixed-capacity KV buffers and
+    the position as an array (compiled_step.step_in_place), with ollmlx's attention kernel reading
+    the live part of each buffer: one call from Python per token, where the per-layer path makes
+    ~10 per layer (a served 8B step on an H100 host was ~1.5 ms of Python graph building)."""
+
+    def __init__(self, model: Any, cache: list[Any], compiled: bool = True, keep: bool = True,
+                 whole: bool | None = None) -> None:
+        """`whole`: the whole-step path (default: whole_wanted())."""
         from ollmlx.runner.engines.mlx.cuda_kernels import Qmv
 
         self.compiled = compiled
@@ -164,18 +190,43 @@ class FusedDecoder:
         if built is None:
             inner = model.model
             dtype = inner.norm.weight.dtype
-            built = ([_Layer(layer, dtype) for layer in inner.layers], Qmv([_head(model)], dtype, norm=inner.norm))
+            built = ([_Layer(layer, dtype) for layer in inner.layers], Qmv([_head(model)], dtype, norm=inner.norm), {})
             if keep:
                 object.__setattr__(model, key, built)
         self.layers: list[_Layer] = built[0]
         self.head: Any = built[1]
+        self._steps: dict[bool, Any] = built[2]  # the whole step, compiled or not
+        wanted = whole_wanted() if whole is None else whole
+        self.whole = wanted and all(layer.attend is not None for layer in self.layers)
 
     def forward(self, token: mx.array) -> mx.array:
-        h = self.model.model.embed_tokens(token.reshape(1)).reshape(-1)
+        if self.whole:
+            return step_in_place(self.cache, self._whole_step(), token)
+        h = _embed(self.model, token)
         offset = mx.array(self.cache[0].offset, dtype=mx.int32)
         for layer, cache in zip(self.layers, self.cache):
             h = layer(h, cache, offset, self.compiled)
         return self.head(h).reshape(1, -1)
+
+    def _whole_step(self) -> Any:
+        step = self._steps.get(self.compiled)
+        if step is None:
+            # kept with the model's build: the closure holds the model's parts, never a cache
+            model, layers, head = self.model, self.layers, self.head
+
+            def forward(token: mx.array, pos: mx.array, *buffers: mx.array) -> list[mx.array]:
+                h, out = _embed(model, token), []
+                for i, layer in enumerate(layers):
+                    h, keys, values = layer.step(h, pos, buffers[2 * i], buffers[2 * i + 1])
+                    out += [keys, values]
+                return [head(h).reshape(1, -1), *out]
+
+            step = self._steps[self.compiled] = mx.compile(forward) if self.compiled else forward
+        return step
+
+
+def _embed(model: Any, token: mx.array) -> mx.array:
+    return model.model.embed_tokens(token.reshape(1)).reshape(-1)
 
 
 def disable(model: Any) -> None:
