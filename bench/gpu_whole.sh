@@ -8,10 +8,10 @@ set -uo pipefail
 export PYTHONPATH=/tmp/site:$PWD OLLMLX_MLX_DEVICE=gpu PATH=/tmp/site/bin:$PATH
 out=${OUT:-/tmp}
 if [ "${TEST:-1}" = 1 ]; then
-  timeout 300 python -m pytest -q -x -p no:cacheprovider tests/engine/test_fused_step.py 2>&1 | tail -4
+  timeout 300 python -m pytest -q -x -p no:cacheprovider -o addopts="-ra --strict-markers" tests/engine/test_fused_step.py 2>&1 | tail -4
 fi
 for shape in ${SHAPES:-m8b}; do
-  case $shape in m1b) s=llama-3.2-1b ;; m8b) s=llama-3.1-8b ;; esac
+  case $shape in m1b) s=llama-3.2-1b ;; m8b) s=llama-3.1-8b ;; *) continue ;; esac
   [ -d /tmp/$shape ] || python bench/make_random_model.py --shape $s --bits 4 --out /tmp/$shape >/dev/null 2>&1
   if [ "${PROBE:-1}" = 1 ]; then
     for len in ${LENS:-40 2000}; do for mode in layers whole; do

@@ -96,6 +96,39 @@ def test_fused_steps_give_the_models_own_logits_on_cuda(monkeypatch: pytest.Monk
     assert mx.abs(held.astype(mx.float32) - theirs[0].state[0].astype(mx.float32)).max().item() < 0.05
 
 
+@pytest.mark.skipif(not _on_cuda(), reason="needs an NVIDIA GPU with mlx-cuda (absent on this CPU host)")
+def test_the_whole_step_writes_only_into_buffers_it_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The whole step's attention kernel writes each token's key and value in place. A cache that
+    arrives from elsewhere may share its buffers (the prompt cache keeps them): the decoder copies
+    it first, so what the other holder sees never changes. An empty cache starts on the model's
+    own forward."""
+    import mlx.core as mx
+    import numpy as np
+    from mlx_lm.models.cache import make_prompt_cache, trim_prompt_cache
+
+    from ollmlx.runner.engines.mlx import fused_step
+
+    monkeypatch.setenv("OLLMLX_MLX_FUSED", "whole")
+    model = _llama(4)
+    cache = make_prompt_cache(model)
+    model(mx.array([(7 * j) % 500 + 3 for j in range(40)])[None], cache=cache)
+    kept = [(c.keys, c.values) for c in cache]  # another holder of the same arrays
+    mx.eval(kept)
+    before = [(np.array(k), np.array(v)) for k, v in kept]
+    trim_prompt_cache(cache, 10)  # the next tokens land on positions the other holder has
+    decoder = fused_step.FusedDecoder(model, cache)
+    assert decoder.whole
+    token = mx.array([42])
+    for _ in range(6):
+        token = mx.argmax(decoder.forward(token), axis=-1)
+    mx.eval(token)
+    for (k, v), (k0, v0) in zip(kept, before):
+        assert np.array_equal(np.array(k), k0) and np.array_equal(np.array(v), v0)
+    empty = make_prompt_cache(model)
+    first = fused_step.FusedDecoder(model, empty).forward(mx.array([7]))
+    assert first.shape == (1, 512) and empty[0].offset == 1
+
+
 def test_a_failing_decode_step_falls_back_to_the_models_forward() -> None:
     """A decoder that fails at run time (a kernel that does not build, say) costs no token: the
     stream goes on with the model's own forward and produces what it would have produced."""

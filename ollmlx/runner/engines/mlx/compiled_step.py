@@ -120,14 +120,15 @@ def step_in_place(cache: list[KVCache], step: Any, token: mx.array) -> mx.array:
     return logits
 
 
-def reserve(cache: list[KVCache]) -> None:
+def reserve(cache: list[KVCache], fresh: bool = False) -> None:
     """Room for one more token in every buffer, at a power-of-two capacity: each capacity is a
     trace (40-100 ms on a 2-core CPU for a 30-layer model), so a 4,096-token context sees five
-    at most, and a buffer is never more than twice what it holds."""
+    at most, and a buffer is never more than twice what it holds. `fresh`: new buffers even where
+    there is room (ones no other array shares)."""
     first = cache[0]
     assert first.keys is not None
     held = first.keys.shape[2]
-    if first.offset < held and held >= _MIN_CAPACITY and held & (held - 1) == 0:
+    if not fresh and first.offset < held and held >= _MIN_CAPACITY and held & (held - 1) == 0:
         return
     capacity = max(_MIN_CAPACITY, 1 << first.offset.bit_length())  # > offset: room for one more
     for c in cache:

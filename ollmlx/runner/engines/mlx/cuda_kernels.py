@@ -288,114 +288,6 @@ SWIGLU_SOURCE = r"""
 """
 
 
-# One query row's attention over a KV buffer of fixed capacity, reading its first pos[0] + 1
-# positions (the rest of the buffer is never read, so the buffer can be larger than the
-# context and keep one shape across steps). A block per query head; each lane reads 8 values of
-# a key and a value row, LPP lanes a position, so a warp reads PPW positions at once, each with
-# its own running softmax (max, sum, weighted values), combined across the warp and then the
-# block at the end. Scores and sums in float32, as mlx's attention does.
-ATTEND_SOURCE = r"""
-  using P = ollmlx::Q4<T>;
-  using T2 = typename P::T2;
-  constexpr int LPP = D / 8;
-  constexpr int PPW = 32 / LPP;
-  constexpr int WARPS = 8;
-  const float NEG_INF = -__int_as_float(0x7f800000);
-  __shared__ float sm_m[WARPS];
-  __shared__ float sm_l[WARPS];
-  __shared__ float sm_acc[WARPS][D];
-  const int head = blockIdx.x;
-  const int kvh = head / (H / KVH);
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int sub = lane / LPP, part = lane % LPP;
-  const int n = pos[0] + 1;
-  const size_t cap = kc_shape[2];
-  const float sc = scale[0];
-  float qf[8];
-  {
-    const uint4 u = reinterpret_cast<const uint4*>(qr + (size_t)head * D)[part];
-    const uint32_t w[4] = {u.x, u.y, u.z, u.w};
-#pragma unroll
-    for (int a = 0; a < 4; ++a) {
-      const float2 f = P::f2(ollmlx::as2<T2>(w[a]));
-      qf[2 * a] = f.x * sc;
-      qf[2 * a + 1] = f.y * sc;
-    }
-  }
-  float m = NEG_INF, l = 0.f, acc[8];
-#pragma unroll
-  for (int e = 0; e < 8; ++e) acc[e] = 0.f;
-  const T* kb = kc + (size_t)kvh * cap * D;
-  const T* vb = vc + (size_t)kvh * cap * D;
-  for (int base = warp * PPW; base < n; base += WARPS * PPW) {
-    const int t = base + sub;
-    const bool ok = t < n;
-    const size_t row = ok ? t : n - 1;
-    const uint4 ku = reinterpret_cast<const uint4*>(kb + row * D)[part];
-    const uint4 vu = reinterpret_cast<const uint4*>(vb + row * D)[part];
-    const uint32_t kw[4] = {ku.x, ku.y, ku.z, ku.w};
-    const uint32_t vw[4] = {vu.x, vu.y, vu.z, vu.w};
-    float s = 0.f;
-#pragma unroll
-    for (int a = 0; a < 4; ++a) {
-      const float2 f = P::f2(ollmlx::as2<T2>(kw[a]));
-      s += qf[2 * a] * f.x + qf[2 * a + 1] * f.y;
-    }
-#pragma unroll
-    for (int o = LPP / 2; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-    if (ok) {
-      const float mn = fmaxf(m, s);
-      const float c = __expf(m - mn);
-      const float p = __expf(s - mn);
-      l = l * c + p;
-#pragma unroll
-      for (int a = 0; a < 4; ++a) {
-        const float2 f = P::f2(ollmlx::as2<T2>(vw[a]));
-        acc[2 * a] = acc[2 * a] * c + p * f.x;
-        acc[2 * a + 1] = acc[2 * a + 1] * c + p * f.y;
-      }
-      m = mn;
-    }
-  }
-  // the warp's PPW running softmaxes into one (lanes `part` apart hold the same values' slice)
-#pragma unroll
-  for (int o = LPP; o < 32; o <<= 1) {
-    const float m2 = __shfl_xor_sync(0xffffffffu, m, o);
-    const float l2 = __shfl_xor_sync(0xffffffffu, l, o);
-    const float mn = fmaxf(m, m2);
-    const float c1 = m == NEG_INF ? 0.f : __expf(m - mn);
-    const float c2 = m2 == NEG_INF ? 0.f : __expf(m2 - mn);
-    l = l * c1 + l2 * c2;
-#pragma unroll
-    for (int e = 0; e < 8; ++e) {
-      const float a2 = __shfl_xor_sync(0xffffffffu, acc[e], o);
-      acc[e] = acc[e] * c1 + a2 * c2;
-    }
-    m = mn;
-  }
-  if (sub == 0) {
-    if (part == 0) { sm_m[warp] = m; sm_l[warp] = l; }
-#pragma unroll
-    for (int e = 0; e < 8; ++e) sm_acc[warp][part * 8 + e] = acc[e];
-  }
-  __syncthreads();
-  if (threadIdx.x < D) {
-    float mx_ = NEG_INF;
-#pragma unroll
-    for (int w = 0; w < WARPS; ++w) mx_ = fmaxf(mx_, sm_m[w]);
-    float den = 0.f, num = 0.f;
-#pragma unroll
-    for (int w = 0; w < WARPS; ++w) {
-      const float c = sm_m[w] == NEG_INF ? 0.f : __expf(sm_m[w] - mx_);
-      den += sm_l[w] * c;
-      num += sm_acc[w][threadIdx.x] * c;
-    }
-    out[(size_t)head * D + threadIdx.x] = P::from(num / den);
-  }
-"""
-
-
-
 @cache
 def _qmv_kernel() -> Any:
     return mx.fast.cuda_kernel(
@@ -418,13 +310,6 @@ def _swiglu_kernel() -> Any:
         name="ollmlx_qmv_swiglu",
         input_names=["x", "gamma", "eps", "wg", "sg", "bg", "wu", "su", "bu"],
         output_names=["out"], source=SWIGLU_SOURCE, header=HEADER)
-
-
-@cache
-def _attend_kernel() -> Any:
-    return mx.fast.cuda_kernel(
-        name="ollmlx_attend", input_names=["qr", "kc", "vc", "pos", "scale"], output_names=["out"],
-        source=ATTEND_SOURCE, header=HEADER)
 
 
 def supported(layer: Any) -> bool:
@@ -546,21 +431,3 @@ class QkvRope:
         assert self._norm is not None
         return list(_qkv_rope_kernel()(inputs=[x, *self._norm, *self._weights, self._theta, pos], **self._kw))
 
-
-class DecodeAttention:
-    """softmax(q k^T * scale) v for one query row (1, heads, 1, head_dim) over KV buffers
-    (1, kv_heads, capacity, head_dim) whose first pos[0] + 1 positions are live. The capacity
-    stays out of the kernel's build, so growing buffers reuse it."""
-
-    def __init__(self, heads: int, kv_heads: int, head_dim: int, scale: float, dtype: mx.Dtype) -> None:
-        if head_dim % 8 or head_dim > 256 or heads % kv_heads or 32 % (head_dim // 8):
-            raise ValueError(f"no decode attention kernel for head_dim {head_dim}")
-        self._scale = mx.array([scale], dtype=mx.float32)
-        _settled(self._scale)
-        self._kw = dict(
-            template=[("T", dtype), ("D", head_dim), ("H", heads), ("KVH", kv_heads)],
-            grid=(heads * THREADS, 1, 1), threadgroup=(THREADS, 1, 1),
-            output_shapes=[(1, heads, 1, head_dim)], output_dtypes=[dtype])
-
-    def __call__(self, q: mx.array, keys: mx.array, values: mx.array, pos: mx.array) -> mx.array:
-        return _attend_kernel()(inputs=[q, keys, values, pos, self._scale], **self._kw)[0]

@@ -26,7 +26,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from ollmlx.runner.engines.mlx import decoder_check
-from ollmlx.runner.engines.mlx.compiled_step import step_in_place
+from ollmlx.runner.engines.mlx.compiled_step import reserve
 
 _VERDICT = "_ollmlx_fused_ok"  # kept on the model object: one check per loaded model
 _BLOCK_MODULES = ("mlx_lm.models.llama",)
@@ -106,7 +106,8 @@ class _Layer:
     """One block's fused calls, built once."""
 
     def __init__(self, layer: Any, dtype: mx.Dtype) -> None:
-        from ollmlx.runner.engines.mlx.cuda_kernels import DecodeAttention, QkvRope, Qmv, QmvSwiglu
+        from ollmlx.runner.engines.mlx.cuda_attention import DecodeAttention
+        from ollmlx.runner.engines.mlx.cuda_kernels import QkvRope, Qmv, QmvSwiglu
 
         a, m = layer.self_attn, layer.mlp
         self.attn = a
@@ -148,13 +149,12 @@ class _Layer:
         h = self.o(o, residual=h)  # (1, heads, 1, head_dim) is the row o_proj reads, in order
         return self.down(self.gate_up(h), residual=h)
 
-    def step(self, h: mx.array, pos: mx.array, keys: mx.array, values: mx.array) -> tuple[mx.array, mx.array, mx.array]:
-        """The block over fixed-capacity KV buffers: (h, keys, values) after reading the token at
-        position `pos`, an array, so every step has the same shapes (the whole-step path)."""
+    def step(self, h: mx.array, pos: mx.array, keys: mx.array, values: mx.array) -> mx.array:
+        """The block over fixed-capacity KV buffers, for the token at position `pos` (an array, so
+        every step has the same shapes): the attention kernel also writes the token's key and
+        value into the buffers, in place (cuda_attention.py says why and when that is safe)."""
         q, k, v = self.qkv_rope(h, pos) if self.qkv_rope is not None else self._before(h, pos)
-        keys = mx.slice_update(keys, k, pos, axes=(2,))
-        values = mx.slice_update(values, v, pos, axes=(2,))
-        return self._after(self.attend(q, keys, values, pos), h), keys, values
+        return self._after(self.attend(q, k, v, keys, values, pos), h)
 
     def __call__(self, h: mx.array, cache: Any, offset: mx.array, compiled: bool = True) -> mx.array:
         if self.qkv_rope is not None:
@@ -170,9 +170,11 @@ class FusedDecoder:
     """forward(token) -> logits (1, vocab) for one token, advancing `cache` like model(token).
 
     With `whole`, the step is one mx.compile over every layer, fed fixed-capacity KV buffers and
-    the position as an array (compiled_step.step_in_place), with ollmlx's attention kernel reading
-    the live part of each buffer: one call from Python per token, where the per-layer path makes
-    ~10 per layer (a served 8B step on an H100 host was ~1.5 ms of Python graph building)."""
+    the position as an array, with ollmlx's attention kernel (cuda_attention.py) reading the live
+    part of each buffer and writing the token's row into it: one call from Python per token, where
+    the per-layer path makes ~10 per layer (a served 8B step on an H100 host spent ~1.5 ms
+    building its graph in Python). The kernel writes only into buffers this decoder made itself
+    (`_room`): a cache that arrives from elsewhere (the prompt cache, the batch) is copied once."""
 
     def __init__(self, model: Any, cache: list[Any], compiled: bool = True, keep: bool = True,
                  whole: bool | None = None) -> None:
@@ -196,17 +198,33 @@ class FusedDecoder:
         self.layers: list[_Layer] = built[0]
         self.head: Any = built[1]
         self._steps: dict[bool, Any] = built[2]  # the whole step, compiled or not
+        self._owned: list[tuple[Any, Any]] | None = None
         wanted = whole_wanted() if whole is None else whole
         self.whole = wanted and all(layer.attend is not None for layer in self.layers)
 
     def forward(self, token: mx.array) -> mx.array:
+        if self.whole and self.cache[0].keys is None:  # nothing read yet: the model makes the buffers
+            return self.model(token.reshape(1, 1), cache=self.cache)[:, -1, :]
         if self.whole:
-            return step_in_place(self.cache, self._whole_step(), token)
+            self._room()
+            offset = self.cache[0].offset
+            buffers = [b for c in self.cache for b in (c.keys, c.values)]
+            logits = self._whole_step()(token, mx.array([offset], mx.int32), *buffers)[0]
+            for c in self.cache:
+                c.offset = offset + 1
+            return logits
         h = _embed(self.model, token)
         offset = mx.array(self.cache[0].offset, dtype=mx.int32)
         for layer, cache in zip(self.layers, self.cache):
             h = layer(h, cache, offset, self.compiled)
         return self.head(h).reshape(1, -1)
+
+    def _room(self) -> None:
+        """Buffers with room for the token, made by this decoder and shared with no other array."""
+        mine = self._owned is not None and all(
+            c.keys is k and c.values is v for c, (k, v) in zip(self.cache, self._owned))
+        reserve(self.cache, fresh=not mine)
+        self._owned = [(c.keys, c.values) for c in self.cache]
 
     def _whole_step(self) -> Any:
         step = self._steps.get(self.compiled)
@@ -215,11 +233,10 @@ class FusedDecoder:
             model, layers, head = self.model, self.layers, self.head
 
             def forward(token: mx.array, pos: mx.array, *buffers: mx.array) -> list[mx.array]:
-                h, out = _embed(model, token), []
+                h = _embed(model, token)
                 for i, layer in enumerate(layers):
-                    h, keys, values = layer.step(h, pos, buffers[2 * i], buffers[2 * i + 1])
-                    out += [keys, values]
-                return [head(h).reshape(1, -1), *out]
+                    h = layer.step(h, pos, buffers[2 * i], buffers[2 * i + 1])
+                return [head(h).reshape(1, -1)]
 
             step = self._steps[self.compiled] = mx.compile(forward) if self.compiled else forward
         return step
