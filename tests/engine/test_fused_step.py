@@ -186,7 +186,9 @@ def test_the_fused_step_is_wanted_unless_turned_off(monkeypatch: pytest.MonkeyPa
     from ollmlx.runner.engines.mlx import fused_step
 
     monkeypatch.delenv("OLLMLX_MLX_FUSED", raising=False)
-    assert fused_step.wanted()  # the default on a CUDA host (bench/RESULTS.md: 1.43-1.61x served)
+    assert fused_step.wanted() and fused_step.whole_wanted()  # the default on a CUDA host (bench/RESULTS.md)
+    monkeypatch.setenv("OLLMLX_MLX_FUSED", "layers")
+    assert fused_step.wanted() and not fused_step.whole_wanted()
     monkeypatch.setenv("OLLMLX_MLX_FUSED", "0")
     assert not fused_step.wanted() and not fused_step.enabled()
 

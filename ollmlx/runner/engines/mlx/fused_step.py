@@ -1,15 +1,21 @@
 """A lone stream's decode step on CUDA with fewer, fused kernels (on by default on CUDA;
-OLLMLX_MLX_FUSED=0 turns it off; issue 7).
+OLLMLX_MLX_FUSED=0 turns it off, =layers keeps the per-layer form; issue 7).
 
 mlx-lm's Llama block runs ~18 kernels per layer for one token; on mlx-cuda a step of a 4-bit
-model is bound by those launches, not by reading the weights. This step runs the same block as
-four fused products (cuda_kernels.py) around the model's own KV cache and mlx's attention:
+model is bound by those launches and by the host building them, not by reading the weights.
+This step runs the same block as five kernels (cuda_kernels.py, cuda_attention.py):
 
     q, k, v = rope([Wq; Wk; Wv] @ rmsnorm(h)) one kernel (norm and RoPE folded in)
-    cache update; attention                   (mlx's kernels, the model's KV cache)
+    k, v into the cache; attention            one kernel (fixed-capacity buffers, in place)
     h = h + Wo @ attn                         one kernel (residual folded in)
     m = silu(Wg @ rmsnorm(h)) * (Wu @ rmsnorm(h))   one kernel
     h = h + Wd @ m                            one kernel
+
+and the whole step, every layer, is one mx.compile traced once per buffer capacity: one call
+from Python per token. Served on an H100 (bench/RESULTS.md "The whole step as one compiled
+call"): 8B shape 263-270 tok/s against raw mlx-lm's 153-167 (1.58-1.74x), 1B 1.26-1.71x.
+With OLLMLX_MLX_FUSED=layers, the four products run as compiled calls per layer around the
+model's own KV cache and mlx's attention (1.43-1.61x the model's forward, 8B).
 
 It applies to models whose blocks are mlx-lm's Llama blocks (Llama, Mistral, SmolLM2 and other
 `llama` model types) with 4-bit affine weights, and to plain KV caches. `usable` checks the fused
@@ -33,9 +39,8 @@ _BLOCK_MODULES = ("mlx_lm.models.llama",)
 
 
 def enabled() -> bool:
-    """On a CUDA GPU unless OLLMLX_MLX_FUSED=0. Measured served on an H100 (bench/RESULTS.md):
-    a lone stream 1.43-1.61x the same runner without it on an 8B shape, 1.1-1.6x on a 1B, for
-    9-30 s more at the first load on a machine (the kernels' builds, then cached by mlx)."""
+    """On a CUDA GPU unless OLLMLX_MLX_FUSED=0; 9-30 s more at the first load on a machine (the
+    kernels' builds, then cached by mlx)."""
     return wanted() and _on_cuda()
 
 
@@ -44,9 +49,9 @@ def wanted() -> bool:
 
 
 def whole_wanted() -> bool:
-    """The whole step under one mx.compile (OLLMLX_MLX_FUSED=whole), or one compiled call per
-    layer around mlx's attention and the model's own cache (=layers)."""
-    return os.environ.get("OLLMLX_MLX_FUSED", "1") == "whole"
+    """The whole step under one mx.compile (the default), or one compiled call per layer around
+    mlx's attention and the model's own cache (OLLMLX_MLX_FUSED=layers)."""
+    return os.environ.get("OLLMLX_MLX_FUSED", "1") != "layers"
 
 
 def _on_cuda() -> bool:

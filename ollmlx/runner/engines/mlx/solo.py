@@ -10,8 +10,8 @@ back into the batch with its cache. Both moves drop the token drawn ahead and dr
 the output is the one the batch would have produced. A request that finds the engine idle starts
 here: its prompt is read in chunks (the engine checks for new requests between them) and the last
 chunk's forward draws the first token. On CUDA (unless OLLMLX_MLX_FUSED=0), a 4-bit Llama-family
-model's decode steps run fused kernels (fused_step.py); with OLLMLX_MLX_COMPILE=1, a compiled
-forward (compiled_step.py).
+model's decode steps run fused kernels as one compiled step (fused_step.py); with
+OLLMLX_MLX_COMPILE=1, other models a compiled forward (compiled_step.py).
 """
 
 from __future__ import annotations
