@@ -96,10 +96,9 @@ def kernels() -> list[tuple[str, str]]:
             out.append((f"attend_merge_{t}_{hd}", source("merge", ca.ATTEND_HEADER, ca.MERGE_SOURCE,
                                                          [("part", "float32", False)], [("out", t)],
                                                          [("T", t), ("D", hd), ("S", 8)])))
-    extra = getattr(ck, "compile_check_kernels", None)
-    if extra is not None:
-        out += extra(source)
-    return out
+    from ollmlx.runner.engines.mlx import cuda_rows
+
+    return out + cuda_rows.compile_check_kernels(source)
 
 
 def main() -> None:

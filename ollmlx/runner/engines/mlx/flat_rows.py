@@ -14,6 +14,8 @@ from __future__ import annotations
 import mlx.core as mx
 import mlx.nn as nn
 
+from ollmlx.runner.engines.mlx import cuda_rows
+
 
 def _batched(x: mx.array) -> bool:
     return x.ndim > 2 and x.size // (x.shape[-1] * x.shape[-2]) > 1
@@ -40,6 +42,8 @@ class FlatQuantizedLinear(nn.QuantizedLinear):
     # Row counts (lo, hi) whose product dequantizes the weight and runs a dense matmul instead of
     # mlx-cuda's few-row qmm tile kernel (OLLMLX_MLX_DEQUANT_ROWS; bench/probe_dequant.py).
     dequant_rows: tuple[int, int] | None = None
+    # Products of 2-32 rows through ollmlx's few-row 4-bit kernel (cuda_rows.py; CUDA only)
+    rows_kernel = False
     # a class default, so that the per-token lookup never goes through nn.Module.__getattr__
     _dense_copy: _DenseCopy | None = None
 
@@ -50,6 +54,9 @@ class FlatQuantizedLinear(nn.QuantizedLinear):
             if (copy is not None and rows > 1) or (window is not None and window[0] <= rows <= window[1]):
                 y = x @ (copy.weight if copy is not None else _dequantized(self)).T
                 return y + self["bias"] if "bias" in self else y
+        if self.rows_kernel and cuda_rows.usable(self, x):
+            y = cuda_rows.rows_product(self, x)
+            return y + self["bias"] if "bias" in self else y
         if not _batched(x):
             return super().__call__(x)
         return super().__call__(_rows(x)).reshape(*x.shape[:-1], -1)
@@ -62,6 +69,8 @@ class FlatQuantizedEmbedding(nn.QuantizedEmbedding):
         copy = self._dense_copy
         if copy is not None and x.size // x.shape[-1] > 1:
             return x @ copy.weight.T
+        if FlatQuantizedLinear.rows_kernel and cuda_rows.usable(self, x):
+            return cuda_rows.rows_product(self, x)
         if not _batched(x):
             return super().as_linear(x)
         return super().as_linear(_rows(x)).reshape(*x.shape[:-1], -1)
@@ -94,6 +103,12 @@ def set_dequant_rows(setting: str) -> tuple[int, int] | None:
         window = (int(lo), int(hi) if hi else (1 << 62) if dash else int(lo))
     FlatQuantizedLinear.dequant_rows = window
     return window
+
+
+def set_rows_kernel(on: bool) -> bool:
+    """Products of 2-32 rows through cuda_rows.py's kernel (OLLMLX_MLX_ROWS_KERNEL; CUDA only)."""
+    FlatQuantizedLinear.rows_kernel = on
+    return on
 
 
 def flatten_quantized_rows(model: nn.Module) -> int:

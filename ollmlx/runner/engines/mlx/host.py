@@ -15,7 +15,12 @@ import mlx.nn as nn
 
 from ollmlx.runner.engines.mlx import fused_step
 from ollmlx.runner.engines.mlx.build import dequantize_for_cpu
-from ollmlx.runner.engines.mlx.flat_rows import flatten_quantized_rows, keep_dense_copies, set_dequant_rows
+from ollmlx.runner.engines.mlx.flat_rows import (
+    flatten_quantized_rows,
+    keep_dense_copies,
+    set_dequant_rows,
+    set_rows_kernel,
+)
 from ollmlx.runner.engines.mlx.solo import compile_enabled
 
 
@@ -60,6 +65,8 @@ def tune_for_host(model: nn.Module, generates: bool = True) -> dict[str, Any]:
         if n and window:
             upper = "" if window[1] >= 1 << 62 else str(window[1])
             details["dequantized_products"] = f"{window[0]}-{upper} rows"
+        if n and set_rows_kernel(_cuda() and os.environ.get("OLLMLX_MLX_ROWS_KERNEL", "0") == "1"):
+            details["few_row_products"] = "ollmlx's 4-bit kernel (2-32 rows)"
         if n and os.environ.get("OLLMLX_MLX_DENSE_COPY", "0") == "1":
             details["dense_copies"] = f"{keep_dense_copies(model) / 1e9:.2f} GB (products of 2+ rows)"
     if generates:

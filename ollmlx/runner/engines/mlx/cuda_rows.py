@@ -1,0 +1,161 @@
+"""4-bit affine-quantized products of a few input rows on CUDA (`mx.fast.cuda_kernel`).
+
+mlx-cuda's `quantized_matmul` runs a product of 2-32 input rows through its tile kernel (qmm),
+padded to a 16-row tile, and it is slow there: 28 rows through an 8B shape's down projection
+take 3.9x the time of one row (bench/RESULTS.md "Few-row quantized products"). Those products
+are a batched decode step (one row per stream) and a warm turn's few new prompt tokens. Here
+each lane owns one weight row and reads it once for every input row: the block's warps take
+turns over the row's 32-value chunks, the input rows sit in shared memory (read by every lane
+at the same address, one broadcast), and the nibbles become 16-bit pairs with a mask and one
+subtraction, as in cuda_kernels.py, then one packed FMA per pair and input row. Sums leave 16
+bits after every 8 values and add up in float32.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import mlx.core as mx
+
+from ollmlx.runner.engines.mlx.cuda_kernels import HEADER, THREADS
+
+MAX_ROWS = 32
+_BUCKETS = (4, 8, 16, 32)  # kernels built per input-row bound; the row count itself is read at run time
+
+# x (M, K) in shared memory per K tile: KT values of every input row, 32 KB at most.
+ROWS_SOURCE = r"""
+  using P = ollmlx::Q4<T>;
+  using T2 = typename P::T2;
+  constexpr int WARPS = 8;
+  constexpr int KT = 16384 / MMAX;          // K values per tile
+  constexpr int TU = KT / 32;               // 32-value chunks per tile
+  __shared__ uint4 xs[MMAX * TU * 4];       // [m][chunk][word]: a word's pairs (0,4) (1,5) (2,6) (3,7)
+  __shared__ float xsum[MMAX * TU];         // [m][chunk]: the chunk's sum (times the group bias)
+  const int M = x_shape[0], K = x_shape[1], N = w_shape[0];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int row = blockIdx.x * 32 + lane;
+  const bool live = row < N;
+  const int wrow = live ? row : N - 1;
+  const uint4* wp = reinterpret_cast<const uint4*>(w) + (size_t)wrow * (K / 32);
+  const T* sp = s + (size_t)wrow * (K / GROUP);
+  const T* bp = b + (size_t)wrow * (K / GROUP);
+  const T2 magic = ollmlx::as2<T2>(P::MAGIC);
+  float acc[MMAX];
+#pragma unroll
+  for (int m = 0; m < MMAX; ++m) acc[m] = 0.f;
+  for (int k0 = 0; k0 < K; k0 += KT) {
+    const int tu = min(TU, (K - k0) / 32);
+    __syncthreads();  // the previous tile is read
+    for (int i = threadIdx.x; i < M * tu; i += blockDim.x) {
+      const int m = i / tu, c = i % tu;
+      const uint4* xv = reinterpret_cast<const uint4*>(x + (size_t)m * K + k0) + c * 4;
+      float sum = 0.f;
+#pragma unroll
+      for (int a = 0; a < 4; ++a) {
+        const uint4 v = xv[a];
+        float2 f0 = P::f2(ollmlx::as2<T2>(v.x)), f1 = P::f2(ollmlx::as2<T2>(v.y));
+        float2 f2 = P::f2(ollmlx::as2<T2>(v.z)), f3 = P::f2(ollmlx::as2<T2>(v.w));
+        sum += (f0.x + f0.y) + (f1.x + f1.y) + (f2.x + f2.y) + (f3.x + f3.y);
+        uint4 p;
+        p.x = __byte_perm(v.x, v.z, 0x5410);
+        p.y = __byte_perm(v.x, v.z, 0x7632);
+        p.z = __byte_perm(v.y, v.w, 0x5410);
+        p.w = __byte_perm(v.y, v.w, 0x7632);
+        xs[(m * TU + c) * 4 + a] = p;
+      }
+      xsum[m * TU + c] = sum;
+    }
+    __syncthreads();
+    for (int c = warp; c < tu; c += WARPS) {
+      const int chunk = k0 / 32 + c;
+      const uint4 wq = __ldg(wp + chunk);
+      const int g = (chunk * 32) / GROUP;
+      const float sc = P::f(sp[g]), bi = P::f(bp[g]);
+      const uint32_t words[4] = {wq.x, wq.y, wq.z, wq.w};
+      float d[MMAX];
+#pragma unroll
+      for (int m = 0; m < MMAX; ++m) d[m] = 0.f;
+#pragma unroll
+      for (int a = 0; a < 4; ++a) {
+        const uint32_t W = words[a];
+        const T2 q0 = __hsub2(ollmlx::as2<T2>((W & 0x000F000Fu) | P::MAGIC), magic);
+        const T2 q1 = __hsub2(ollmlx::as2<T2>(((W >> 4) & 0x000F000Fu) | P::MAGIC), magic);
+        const T2 q2 = __hsub2(ollmlx::as2<T2>(((W >> 8) & 0x000F000Fu) | P::MAGIC), magic);
+        const T2 q3 = __hsub2(ollmlx::as2<T2>(((W >> 12) & 0x000F000Fu) | P::MAGIC), magic);
+#pragma unroll
+        for (int m = 0; m < MMAX; ++m) {
+          if (m < M) {
+            const uint4 xp = xs[(m * TU + c) * 4 + a];
+            T2 p = __hmul2(q0, ollmlx::as2<T2>(xp.x));
+            p = __hfma2(q1, ollmlx::as2<T2>(xp.y), p);
+            p = __hfma2(q2, ollmlx::as2<T2>(xp.z), p);
+            p = __hfma2(q3, ollmlx::as2<T2>(xp.w), p);
+            const float2 pf = P::f2(p);
+            d[m] += pf.x + pf.y;
+          }
+        }
+      }
+#pragma unroll
+      for (int m = 0; m < MMAX; ++m) {
+        if (m < M) acc[m] += sc * d[m] + bi * xsum[m * TU + c];
+      }
+    }
+  }
+  // the warps' partial sums over their chunks, added per (input row, weight row)
+  __syncthreads();
+  float* red = reinterpret_cast<float*>(xs);  // [warp][m][lane], 32 KB at most
+#pragma unroll
+  for (int m = 0; m < MMAX; ++m) {
+    if (m < M) red[(warp * MMAX + m) * 32 + lane] = acc[m];
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < M * 32; i += blockDim.x) {
+    const int m = i / 32, r = i % 32;
+    float v = 0.f;
+#pragma unroll
+    for (int k = 0; k < WARPS; ++k) v += red[(k * MMAX + m) * 32 + r];
+    const int n = blockIdx.x * 32 + r;
+    if (n < N) out[(size_t)m * N + n] = P::from(v);
+  }
+"""
+
+
+@cache
+def _kernel() -> Any:
+    return mx.fast.cuda_kernel(name="ollmlx_qmm_rows", input_names=["x", "w", "s", "b"], output_names=["out"],
+                               source=ROWS_SOURCE, header=HEADER)
+
+
+def usable(layer: Any, x: mx.array) -> bool:
+    """A layer these kernels read, with an input of 2 to 32 rows in its scales' dtype."""
+    rows = x.size // x.shape[-1]
+    return (2 <= rows <= MAX_ROWS and getattr(layer, "bits", None) == 4 and getattr(layer, "mode", "affine") == "affine"
+            and "biases" in layer and layer.group_size in (32, 64, 128) and x.dtype == layer["scales"].dtype
+            and x.dtype in (mx.bfloat16, mx.float16) and x.shape[-1] % 32 == 0)
+
+
+def rows_product(layer: Any, x: mx.array) -> mx.array:
+    """x (..., K) @ W^T for a 4-bit affine-quantized layer (weight, scales, biases), as
+    `mx.quantized_matmul` computes it, for 2 to 32 rows of x."""
+    w, s, b = layer["weight"], layer["scales"], layer["biases"]
+    k = x.shape[-1]
+    rows = x.size // k
+    n = w.shape[0]
+    bound = next(m for m in _BUCKETS if m >= rows)
+    out = _kernel()(inputs=[x.reshape(rows, k), w, s, b],
+                    template=[("T", x.dtype), ("GROUP", layer.group_size), ("MMAX", bound)],
+                    grid=(-(-n // 32) * THREADS, 1, 1), threadgroup=(THREADS, 1, 1),
+                    output_shapes=[(rows, n)], output_dtypes=[x.dtype])[0]
+    return out.reshape(*x.shape[:-1], n)
+
+
+def compile_check_kernels(source: Any) -> list[tuple[str, str]]:
+    """bench/cuda_compile_check.py's view of this module's kernels."""
+    out = []
+    for t in ("bfloat16", "float16"):
+        for bound in _BUCKETS:
+            out.append((f"qmm_rows_{t}_{bound}", source("rows", HEADER, ROWS_SOURCE, [
+                ("x", t, True), ("w", "uint32", True), ("s", t, False), ("b", t, False)], [("out", t)],
+                [("T", t), ("GROUP", 64), ("MMAX", bound)])))
+    return out
