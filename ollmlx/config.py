@@ -266,6 +266,7 @@ ENV_DOCS: dict[str, tuple[str, str]] = {
     "OLLMLX_MLX_FLAT_ROWS": ("1", "Batched MLX decoding runs one quantized product per layer (0: one per sequence)"),
     "OLLMLX_MLX_DEQUANT_ROWS": ("128- on CUDA", "Quantized products of this many rows (lo-hi, lo-) dequantize and run dense (0: never)"),
     "OLLMLX_MLX_DENSE_COPY": ("0", "Keep a 16-bit copy of quantized MLX weights for multi-row products (1: on; 4x the weights' memory)"),
+    "OLLMLX_MLX_ROWS_KERNEL": ("0", "Quantized MLX products of 2-32 rows through ollmlx's CUDA kernel (1: on; experimental, not yet run on a GPU)"),
     "OLLMLX_MLX_FUSED": ("1", "MLX solo decode steps through ollmlx's fused CUDA kernels, the whole step as one compiled call (4-bit Llama-family models on CUDA; layers: one call per layer; 0: off)"),
     "OLLMLX_MLX_COMPILE": ("0", "MLX solo decode steps through mx.compile (1: on; +3% served on a CPU, slower on CUDA)"),
     "MLX_CUDA_USE_CUDNN_SDPA": ("0 in runners", "mlx-cuda attention through cuDNN (1), planned per prompt length"),
