@@ -31,8 +31,7 @@ def test_only_few_rows_of_a_supported_layer_take_the_kernel() -> None:
 
 
 @pytest.mark.skipif(not _on_cuda(), reason="needs an NVIDIA GPU with mlx-cuda (absent on this CPU host)")
-@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
-@pytest.mark.parametrize("group", [32, 64, 128])
+@pytest.mark.parametrize(("dtype", "group"), [("bfloat16", 32), ("bfloat16", 64), ("bfloat16", 128), ("float16", 64)])
 def test_few_row_products_match_mlx(dtype: str, group: int) -> None:
     import mlx.core as mx
 
