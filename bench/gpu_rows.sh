@@ -1,10 +1,23 @@
 #!/usr/bin/env bash
 # On the GPU machine, after bench/gpu_install.sh: the few-row 4-bit kernel (cuda_rows.py) - its
-# CUDA tests, then probe_rows_kernel.py (products, and a model's batched decode / warm forward).
-#   bench/gpu_rows.sh
+# CUDA tests, probe_rows_kernel.py (products, and a model's batched decode / warm forward), then
+# (SERVED=1) the served benchmark with OLLMLX_MLX_ROWS_KERNEL=1 and =0 one after the other
+# (16 and 64 clients, turn 2 warm/cold).   SERVED=1 bench/gpu_rows.sh
 set -uo pipefail
 export PYTHONPATH=/tmp/site:$PWD OLLMLX_MLX_DEVICE=gpu PATH=/tmp/site/bin:$PATH
 out=${OUT:-/tmp}
 [ -d /tmp/m8b ] || python bench/make_random_model.py --shape llama-3.1-8b --bits 4 --out /tmp/m8b >/dev/null 2>&1
-timeout 240 python -m pytest -q -x -p no:cacheprovider -o addopts="-ra --strict-markers" tests/engine/test_cuda_rows.py 2>&1 | tail -4
-timeout 300 python bench/probe_rows_kernel.py --model-dir /tmp/m8b 2>&1 | grep -v "transformers\]" | tee "$out/rows-kernel.txt" | tail -30
+if [ "${TEST:-1}" = 1 ]; then
+  timeout 240 python -m pytest -q -x -p no:cacheprovider -o addopts="-ra --strict-markers" tests/engine/test_cuda_rows.py 2>&1 | tail -4
+fi
+if [ "${PROBE:-1}" = 1 ]; then
+  timeout 300 python bench/probe_rows_kernel.py --model-dir /tmp/m8b 2>&1 | grep -v "transformers\]" | tee "$out/rows-kernel.txt" | tail -30
+fi
+if [ "${SERVED:-0}" = 1 ]; then
+  for on in 1 0; do
+    OLLMLX_MLX_ROWS_KERNEL=$on BENCH_OUT=$out timeout 280 python bench/bench_mlx_serving.py --model-dir /tmp/m8b \
+      --label "random-weight llama-3.1-8b, 4-bit, OLLMLX_MLX_ROWS_KERNEL=$on" --tokens 128 --conc-tokens 128 \
+      --concurrency 1,16,64 --skip-mlx-server 2>&1 | grep -v "transformers\]" > "$out/serve-rows-$on.txt"
+    grep -E "^\| (1|16|64) \||Turn-2" "$out/serve-rows-$on.txt"
+  done
+fi
