@@ -48,11 +48,11 @@ def source(name: str, header: str, body: str, inputs: list[tuple[str, str, bool]
             + "\n}\n\n} // namespace mlx::core::cu\n")
 
 
-def compile_ok(lib: Any, text: str, includes: list[str], arch: str = "sm_90a") -> tuple[bool, str]:
+def compile_ok(lib: Any, text: str, includes: list[str], arch: str = "sm_90a", verbose: bool = False) -> tuple[bool, str]:
     prog = ctypes.c_void_p()
     assert lib.nvrtcCreateProgram(ctypes.byref(prog), text.encode(), b"k.cu", 0, None, None) == 0
     opts = [b"--device-as-default-execution-space", f"--gpu-architecture={arch}".encode(), b"-default-device",
-            *[f"--include-path={p}".encode() for p in includes]]
+            *[f"--include-path={p}".encode() for p in includes], *([b"--ptxas-options=-v"] if verbose else [])]
     arr = (ctypes.c_char_p * len(opts))(*opts)
     rc = lib.nvrtcCompileProgram(prog, len(opts), arr)
     size = ctypes.c_size_t()
@@ -106,6 +106,7 @@ def main() -> None:
     ap.add_argument("--root", required=True, help="the unpacked nvrtc, cuda-runtime and mlx-cuda wheels")
     ap.add_argument("--mlx-src", required=True, help="a folder holding mlx/backend/cuda/device/*.cuh")
     ap.add_argument("--only", default="", help="compile only kernels whose name contains this")
+    ap.add_argument("--verbose", action="store_true", help="print each kernel's registers and spills (ptxas)")
     args = ap.parse_args()
     root = Path(args.root)
     for builtins in root.rglob("libnvrtc-builtins.so.*"):  # nvrtc dlopens it by name
@@ -117,8 +118,9 @@ def main() -> None:
     for name, text in kernels():
         if args.only not in name:
             continue
-        ok, log = compile_ok(lib, text, includes)
-        print(f"{'ok  ' if ok else 'FAIL'} {name}")
+        ok, log = compile_ok(lib, text, includes, verbose=args.verbose)
+        usage = [line.split(":", 1)[-1].strip() for line in log.splitlines() if "registers" in line or "spill" in line]
+        print(f"{'ok  ' if ok else 'FAIL'} {name}" + (f"  ({'; '.join(usage)})" if usage else ""))
         if not ok or "warning" in log:
             print(log[:4000])
         failed += not ok

@@ -67,9 +67,12 @@ ROWS_SOURCE = r"""
       xsum[m * TU + c] = sum;
     }
     __syncthreads();
+    // each warp's next chunk is loaded while it computes the current one (one load in flight
+    // per warp otherwise: a few chunks per tile leave the weights' latency exposed)
+    uint4 wq = warp < tu ? __ldg(wp + k0 / 32 + warp) : make_uint4(0u, 0u, 0u, 0u);
     for (int c = warp; c < tu; c += WARPS) {
       const int chunk = k0 / 32 + c;
-      const uint4 wq = __ldg(wp + chunk);
+      const uint4 wnext = c + WARPS < tu ? __ldg(wp + chunk + WARPS) : wq;
       const int g = (chunk * 32) / GROUP;
       const float sc = P::f(sp[g]), bi = P::f(bp[g]);
       const uint32_t words[4] = {wq.x, wq.y, wq.z, wq.w};
@@ -100,6 +103,7 @@ ROWS_SOURCE = r"""
       for (int m = 0; m < MMAX; ++m) {
         if (m < M) acc[m] += sc * d[m] + bi * xsum[m * TU + c];
       }
+      wq = wnext;
     }
   }
   // the warps' partial sums over their chunks, added per (input row, weight row)
