@@ -7,8 +7,9 @@ are a batched decode step (one row per stream) and a warm turn's few new prompt 
 each lane owns one weight row and reads it once for every input row: the block's warps take
 turns over the row's 32-value chunks, the input rows sit in shared memory (read by every lane
 at the same address, one broadcast), and the nibbles become 16-bit pairs with a mask and one
-subtraction, as in cuda_kernels.py, then one packed FMA per pair and input row. Sums leave 16
-bits after every 8 values and add up in float32.
+subtraction, as in cuda_kernels.py, then one packed FMA per pair and input row. The codes are
+centred (q - 8) so that the 16-bit sums of 8 products carry no common part; those sums add up
+in float32.
 """
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ ROWS_SOURCE = r"""
   const uint4* wp = reinterpret_cast<const uint4*>(w) + (size_t)wrow * (K / 32);
   const T* sp = s + (size_t)wrow * (K / GROUP);
   const T* bp = b + (size_t)wrow * (K / GROUP);
-  const T2 magic = ollmlx::as2<T2>(P::MAGIC);
+  // q - 8 instead of q: the affine code's midpoint taken out before the 16-bit sums, which
+  // otherwise carry a large common part (8 * sum(x)) that the bias term cancels afterwards
+  const T2 center = ollmlx::as2<T2>(P::MAGIC | 0x00080008u);
   float acc[MMAX];
 #pragma unroll
   for (int m = 0; m < MMAX; ++m) acc[m] = 0.f;
@@ -82,10 +85,10 @@ ROWS_SOURCE = r"""
 #pragma unroll
       for (int a = 0; a < 4; ++a) {
         const uint32_t W = words[a];
-        const T2 q0 = __hsub2(ollmlx::as2<T2>((W & 0x000F000Fu) | P::MAGIC), magic);
-        const T2 q1 = __hsub2(ollmlx::as2<T2>(((W >> 4) & 0x000F000Fu) | P::MAGIC), magic);
-        const T2 q2 = __hsub2(ollmlx::as2<T2>(((W >> 8) & 0x000F000Fu) | P::MAGIC), magic);
-        const T2 q3 = __hsub2(ollmlx::as2<T2>(((W >> 12) & 0x000F000Fu) | P::MAGIC), magic);
+        const T2 q0 = __hsub2(ollmlx::as2<T2>((W & 0x000F000Fu) | P::MAGIC), center);
+        const T2 q1 = __hsub2(ollmlx::as2<T2>(((W >> 4) & 0x000F000Fu) | P::MAGIC), center);
+        const T2 q2 = __hsub2(ollmlx::as2<T2>(((W >> 8) & 0x000F000Fu) | P::MAGIC), center);
+        const T2 q3 = __hsub2(ollmlx::as2<T2>(((W >> 12) & 0x000F000Fu) | P::MAGIC), center);
 #pragma unroll
         for (int m = 0; m < MMAX; ++m) {
           if (m < M) {
@@ -101,7 +104,7 @@ ROWS_SOURCE = r"""
       }
 #pragma unroll
       for (int m = 0; m < MMAX; ++m) {
-        if (m < M) acc[m] += sc * d[m] + bi * xsum[m * TU + c];
+        if (m < M) acc[m] += sc * d[m] + (bi + 8.f * sc) * xsum[m * TU + c];
       }
       wq = wnext;
     }
