@@ -24,10 +24,12 @@ fi
 
 if [ "$want" = test ]; then
   pip install -q -e '.[test]'
-  # tmux drives the interactive CLI in tests
-  if ! command -v tmux >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-    apt-get install -y -qq tmux >/dev/null 2>&1 || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq tmux >/dev/null 2>&1) || true
-  fi
+  # tmux drives the interactive CLI in tests; g++ runs the CUDA kernels' sources on the CPU
+  for tool in tmux g++; do
+    if ! command -v $tool >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+      apt-get install -y -qq $tool >/dev/null 2>&1 || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq $tool >/dev/null 2>&1) || true
+    fi
+  done
 else
   pip install -q -e .
 fi

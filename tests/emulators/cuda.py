@@ -1,0 +1,387 @@
+"""Run an ollmlx CUDA kernel's source on this CPU: each thread of a block is an OS thread,
+`__shared__` arrays are shared by the block, `__syncthreads` is a barrier, and the 16-bit pair
+intrinsics round every result as the GPU does. It checks a kernel's indexing and arithmetic
+before lent GPU time is spent on it. Warp shuffles swap values through a per-warp slot array
+between two 32-thread barriers, so every lane of a warp must reach each shuffle (as
+`__shfl_xor_sync(0xffffffff, ...)` requires anyway). Timing means nothing here.
+
+    python bench/cuda_emulate.py     # the few-row, fused q/k/v and attention kernels vs float32
+    (tests/engine/test_cuda_kernels_on_cpu.py runs the same cases in the suite; needs g++)
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+PRELUDE = r"""
+#include <array>
+#include <barrier>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+#include <vector>
+#include <algorithm>
+using std::min; using std::max;
+#define __device__
+#define __global__
+#define __forceinline__ inline
+#define __grid_constant__
+#define __shared__ static
+#define sincosf emu_sincosf
+struct uint4 { uint32_t x, y, z, w; };
+inline uint4 make_uint4(uint32_t x, uint32_t y, uint32_t z, uint32_t w) { return {x, y, z, w}; }
+struct dim3 { unsigned x = 1, y = 1, z = 1; };
+thread_local dim3 threadIdx, blockIdx;
+dim3 blockDim, gridDim;
+std::barrier<>* block_barrier;
+inline void __syncthreads() { block_barrier->arrive_and_wait(); }
+template <typename T> inline T __ldg(const T* p) { return *p; }
+inline float __int_as_float(int i) { float f; std::memcpy(&f, &i, 4); return f; }
+inline float __expf(float x) { return std::exp(x); }
+inline float rsqrtf(float x) { return 1.f / std::sqrt(x); }
+inline void sincosf(float x, float* s, float* c) { *s = std::sin(x); *c = std::cos(x); }
+// a warp's lanes swap values through a per-warp slot array between two warp-wide barriers
+struct Warp { std::barrier<>* bar; float vals[32]; };
+Warp* block_warps;
+inline float __shfl_xor_sync(unsigned, float v, int o) {
+  const int lane = threadIdx.x & 31;
+  Warp& w = block_warps[threadIdx.x >> 5];
+  w.vals[lane] = v;
+  w.bar->arrive_and_wait();
+  const float r = w.vals[lane ^ o];
+  w.bar->arrive_and_wait();
+  return r;
+}
+inline uint32_t __byte_perm(uint32_t a, uint32_t b, uint32_t s) {
+  uint8_t bytes[8];
+  std::memcpy(bytes, &a, 4); std::memcpy(bytes + 4, &b, 4);
+  uint32_t r = 0;
+  for (int i = 0; i < 4; ++i) r |= uint32_t(bytes[(s >> (4 * i)) & 7]) << (8 * i);
+  return r;
+}
+// bfloat16 and half as bit patterns, every operation rounded to 16 bits (round to nearest even)
+inline float bits_to_f(uint16_t v, bool bf) {
+  if (bf) { uint32_t u = uint32_t(v) << 16; float f; std::memcpy(&f, &u, 4); return f; }
+  uint32_t sign = (v >> 15) & 1, exp = (v >> 10) & 31, man = v & 1023; float f;
+  if (exp == 0) f = std::ldexp(float(man), -24);
+  else if (exp == 31) f = man ? NAN : INFINITY;
+  else f = std::ldexp(float(man | 1024), int(exp) - 25);
+  return sign ? -f : f;
+}
+inline uint16_t f_to_bits(float f, bool bf) {
+  if (bf) { uint32_t u; std::memcpy(&u, &f, 4); u += 0x7fff + ((u >> 16) & 1); return uint16_t(u >> 16); }
+  // float -> half, round to nearest even, via the nearest representable value
+  float a = std::fabs(f); uint16_t sign = std::signbit(f) ? 0x8000 : 0;
+  if (a >= 65520.f) return sign | 0x7c00;
+  if (a < std::ldexp(1.f, -24) / 2) return sign;
+  int e; std::frexp(a, &e);  // a = m * 2^e, m in [0.5, 1)
+  int exp = std::max(e - 1, -14);
+  float q = std::nearbyint(std::ldexp(a, 10 - exp));  // 11 significant bits (fewer if subnormal)
+  uint32_t v = uint32_t(q);
+  if (v >= 2048) { v >>= 1; exp += 1; }
+  if (v < 1024) return sign | uint16_t(v);  // subnormal
+  return sign | uint16_t(((exp + 15) << 10) | (v & 1023));
+}
+struct __nv_bfloat16 { uint16_t v; };
+struct __half { uint16_t v; };
+struct __nv_bfloat162 { __nv_bfloat16 x, y; };
+struct __half2 { __half x, y; };
+struct float2 { float x, y; };
+inline float __bfloat162float(__nv_bfloat16 a) { return bits_to_f(a.v, true); }
+inline __nv_bfloat16 __float2bfloat16(float f) { return {f_to_bits(f, true)}; }
+inline float __half2float(__half a) { return bits_to_f(a.v, false); }
+inline __half __float2half(float f) { return {f_to_bits(f, false)}; }
+inline float2 __bfloat1622float2(__nv_bfloat162 a) { return {__bfloat162float(a.x), __bfloat162float(a.y)}; }
+inline float2 __half22float2(__half2 a) { return {__half2float(a.x), __half2float(a.y)}; }
+#define PAIR_OPS(T2, T, TOF, FROMF) \
+  inline T2 __hsub2(T2 a, T2 b) { return {FROMF(TOF(a.x) - TOF(b.x)), FROMF(TOF(a.y) - TOF(b.y))}; } \
+  inline T2 __hmul2(T2 a, T2 b) { return {FROMF(TOF(a.x) * TOF(b.x)), FROMF(TOF(a.y) * TOF(b.y))}; } \
+  inline T2 __hfma2(T2 a, T2 b, T2 c) { \
+    return {FROMF(std::fma(TOF(a.x), TOF(b.x), TOF(c.x))), FROMF(std::fma(TOF(a.y), TOF(b.y), TOF(c.y)))}; }
+PAIR_OPS(__nv_bfloat162, __nv_bfloat16, __bfloat162float, __float2bfloat16)
+PAIR_OPS(__half2, __half, __half2float, __float2half)
+using Shape = std::array<int32_t, 8>;
+"""
+
+
+_CTYPES = {"bfloat16": "__nv_bfloat16", "float16": "__half", "float32": "float", "int32": "int32_t",
+           "uint32": "uint32_t"}
+
+
+def emulate(header: str, body: str, inputs: list[tuple[str, object, bool]], outputs: list[tuple[str, int, str]],
+            template: list[tuple[str, object]], threads: int, blocks: int, workdir: Path) -> list[object]:
+    """Run `body` (an mx.fast.cuda_kernel source) over `blocks` blocks of `threads` threads.
+    inputs: (name, mx.array, whether the source reads name_shape); outputs: (name, size, dtype).
+    Returns the outputs as mx arrays (flat)."""
+    import mlx.core as mx
+
+    params, args, setup = [], [], []
+    for name, arr, shaped in inputs:
+        a: mx.array = arr  # type: ignore[assignment]
+        dt = str(a.dtype).split(".")[-1]
+        raw = a.view(mx.uint16) if dt in ("bfloat16", "float16") else a
+        np.array(raw).tofile(workdir / f"{name}.bin")
+        setup.append(f'  const {_CTYPES[dt]}* {name} = (const {_CTYPES[dt]}*)load("{name}.bin", {a.size}, {a.itemsize});')
+        params.append(f"const {_CTYPES[dt]}* {name}")
+        args.append(name)
+        if shaped:
+            dims = ", ".join(str(d) for d in a.shape)
+            setup.append(f"  Shape {name}_shape{{}}; {{ int d[] = {{{dims}}}; for (int i = 0; i < {a.ndim}; ++i) "
+                         f"{name}_shape[i] = d[i]; }}")
+            params.append(f"Shape {name}_shape")
+            args.append(f"{name}_shape")
+    finish = []
+    for name, size, dt in outputs:
+        setup.append(f"  {_CTYPES[dt]}* {name} = ({_CTYPES[dt]}*)std::calloc({size}, {mx.zeros(1, getattr(mx, dt)).itemsize});")
+        params.append(f"{_CTYPES[dt]}* {name}")
+        args.append(name)
+        finish.append(f'  {{ FILE* fh = std::fopen("{name}.out", "wb"); std::fwrite({name}, sizeof(*{name}), {size}, fh); '
+                      "std::fclose(fh); }")
+    consts = []
+    for n, v in template:
+        if isinstance(v, bool):
+            consts.append(f"  constexpr bool {n} = {'true' if v else 'false'};")
+        elif isinstance(v, int):
+            consts.append(f"  constexpr int {n} = {v};")
+        else:
+            consts.append(f"  using {n} = {_CTYPES[str(v).split('.')[-1]]};")
+    src = (PRELUDE + header + "namespace mlx::core::cu {\nvoid kernel(" + ", ".join(params) + ") {\n"
+           + "\n".join(consts) + "\n" + body + "\n}\n}\nint main() {\n"
+           + """  auto load = [](const char* f, size_t n, size_t sz) { void* p = std::calloc(n, sz);
+    FILE* fh = std::fopen(f, "rb"); if (std::fread(p, sz, n, fh) != n) std::abort(); std::fclose(fh); return p; };
+""" + "\n".join(setup) + f"""
+  blockDim.x = {threads}; gridDim.x = {blocks};
+  std::vector<std::barrier<>*> warp_bars;
+  std::vector<Warp> warps({max(1, threads // 32)});
+  for (auto& w : warps) w.bar = new std::barrier<>(32);
+  block_warps = warps.data();
+  for (unsigned blk_ = 0; blk_ < {blocks}; ++blk_) {{
+    std::barrier<> bar({threads}); block_barrier = &bar;
+    std::vector<std::thread> ts;
+    for (unsigned thr_ = 0; thr_ < {threads}; ++thr_)
+      ts.emplace_back([=] {{ threadIdx.x = thr_; blockIdx.x = blk_; mlx::core::cu::kernel({", ".join(args)}); }});
+    for (auto& th : ts) th.join();
+  }}
+""" + "\n".join(finish) + "\n  return 0;\n}\n")
+    (workdir / "k.cpp").write_text(src)
+    subprocess.run(["g++", "-O1", "-std=c++20", "-pthread", "-w", "k.cpp", "-o", "k"], cwd=workdir, check=True)
+    subprocess.run(["./k"], cwd=workdir, check=True)
+    out = []
+    for name, _size, dt in outputs:
+        raw = np.fromfile(workdir / f"{name}.out", dtype=np.uint16 if dt in ("bfloat16", "float16") else np.float32)
+        arr = mx.array(raw)
+        out.append(arr.view(getattr(mx, dt)) if dt in ("bfloat16", "float16") else arr)
+    return out
+
+
+def _err(got: object, want: object) -> float:
+    import mlx.core as mx
+
+    g = np.array(got.astype(mx.float32)).reshape(-1)  # type: ignore[attr-defined]
+    w = np.array(want.astype(mx.float32)).reshape(-1)  # type: ignore[attr-defined]
+    return float(np.abs(g - w).max() / np.abs(w).max())
+
+
+def _quantized(n: int, k: int, group: int, dt: object) -> tuple[object, object, object, object]:
+    """Random 4-bit weights (q, scales, biases) and the float32 matrix they stand for."""
+    import mlx.core as mx
+
+    q, s, b = mx.quantize((mx.random.normal((n, k)) * 0.05).astype(dt), group_size=group, bits=4)
+    dense = mx.dequantize(q, s.astype(mx.float32), b.astype(mx.float32), group_size=group, bits=4)
+    return q, s, b, dense
+
+
+def rows_case(n: int, k: int, rows: int, group: int, dtype: str, workdir: Path) -> tuple[float, float]:
+    """The few-row kernel on random 4-bit weights: its largest difference from the product in
+    float32, relative to the largest output, and mx.quantized_matmul's on this CPU (which
+    rounds as it goes in 16 bits)."""
+    import mlx.core as mx
+
+    from ollmlx.runner.engines.mlx import cuda_rows
+    from ollmlx.runner.engines.mlx.cuda_kernels import HEADER
+
+    mx.random.seed(n + k + rows + group)
+    dt = getattr(mx, dtype)
+    q, s, b, dense = _quantized(n, k, group, dt)
+    x = mx.random.normal((rows, k)).astype(dt)
+    want = x.astype(mx.float32) @ dense.T  # type: ignore[attr-defined]
+    mlx_err = _err(mx.quantized_matmul(x, q, s, b, transpose=True, group_size=group, bits=4), want)
+    bound = next(m for m in (4, 8, 16, 32) if m >= rows)
+    (got,) = emulate(HEADER, cuda_rows.ROWS_SOURCE, [("x", x, True), ("w", q, True), ("s", s, False), ("b", b, False)],
+                     [("out", rows * n, dtype)], [("T", dt), ("GROUP", group), ("MMAX", bound)], 256, -(-n // 32),
+                     workdir)
+    return _err(got, want), mlx_err
+
+
+def qmv_case(k: int, ns: tuple[int, int, int], group: int, dtype: str, workdir: Path) -> float:
+    """cuda_kernels.Qmv's kernel with RMSNorm in front and a residual: q, k and v of one row."""
+    import mlx.core as mx
+
+    from ollmlx.runner.engines.mlx import cuda_kernels as ck
+
+    mx.random.seed(k + sum(ns) + group)
+    dt = getattr(mx, dtype)
+    mats = [_quantized(n, k, group, dt) for n in ns]
+    x = mx.random.normal((k,)).astype(dt)
+    gamma = (1 + 0.1 * mx.random.normal((k,))).astype(dt)
+    res = mx.random.normal((sum(ns),)).astype(dt)
+    eps = mx.array([1e-5], dtype=mx.float32)
+    xf = x.astype(mx.float32)
+    xn = xf * mx.rsqrt(mx.mean(xf * xf) + 1e-5) * gamma.astype(mx.float32)
+    want = mx.concatenate([m[3] @ xn for m in mats]) + res.astype(mx.float32)  # type: ignore[operator]
+    per_warp = ck._rows_per_warp(sum(ns))
+    grid = ck._grid(sum(ns), per_warp)
+    weights = [(f"{p}{i}", m[j], False) for i, m in enumerate(mats) for j, p in enumerate("wsb")]
+    (got,) = emulate(ck.HEADER, ck.QMV_SOURCE, [("x", x, False), ("gamma", gamma, False), ("eps", eps, False),
+                                                *weights, ("res", res, False)],
+                     [("out", sum(ns), dtype)],
+                     [("T", dt), ("K", k), ("GROUP", group), ("R", per_warp), ("NORM", True), ("RESID", True),
+                      ("N0", ns[0]), ("N1", ns[1]), ("N2", ns[2])], ck.THREADS, grid[0] // ck.THREADS, workdir)
+    return _err(got, want)
+
+
+def _rmsnorm(x: object, gamma: object) -> object:
+    import mlx.core as mx
+
+    xf = x.astype(mx.float32)  # type: ignore[attr-defined]
+    return xf * mx.rsqrt(mx.mean(xf * xf) + 1e-5) * gamma.astype(mx.float32)  # type: ignore[attr-defined]
+
+
+def swiglu_case(k: int, n: int, group: int, dtype: str, workdir: Path) -> float:
+    """cuda_kernels.QmvSwiglu's kernel: silu(gate(norm(x))) * up(norm(x))."""
+    import mlx.core as mx
+
+    from ollmlx.runner.engines.mlx import cuda_kernels as ck
+
+    mx.random.seed(k + n + group + 1)
+    dt = getattr(mx, dtype)
+    gate, up = _quantized(n, k, group, dt), _quantized(n, k, group, dt)
+    x = mx.random.normal((k,)).astype(dt)
+    gamma = (1 + 0.1 * mx.random.normal((k,))).astype(dt)
+    xn = _rmsnorm(x, gamma)
+    g, u = gate[3] @ xn, up[3] @ xn  # type: ignore[operator]
+    want = g * mx.sigmoid(g) * u
+    per_warp = max(1, ck._rows_per_warp(n) // 2)
+    grid = ck._grid(n, per_warp)
+    weights = [(f"{p}{name}", m[j], False) for name, m in (("g", gate), ("u", up)) for j, p in enumerate("wsb")]
+    (got,) = emulate(ck.HEADER, ck.SWIGLU_SOURCE, [("x", x, False), ("gamma", gamma, False),
+                                                   ("eps", mx.array([1e-5], dtype=mx.float32), False), *weights],
+                     [("out", n, dtype)], [("T", dt), ("K", k), ("GROUP", group), ("R", per_warp), ("NORM", True),
+                                           ("N", n)], ck.THREADS, grid[0] // ck.THREADS, workdir)
+    return _err(got, want)
+
+
+def qkv_rope_case(k: int, heads: int, kv_heads: int, hd: int, pos: int, dtype: str, workdir: Path) -> float:
+    """cuda_kernels.QkvRope's kernel: q, k, v from norm(x), RoPE (pairs i, i + hd/2) on q and k."""
+    import mlx.core as mx
+
+    from ollmlx.runner.engines.mlx import cuda_kernels as ck
+
+    mx.random.seed(k + heads + hd + pos)
+    dt = getattr(mx, dtype)
+    mats = [_quantized(heads * hd, k, 64, dt), _quantized(kv_heads * hd, k, 64, dt), _quantized(kv_heads * hd, k, 64, dt)]
+    x = mx.random.normal((k,)).astype(dt)
+    gamma = (1 + 0.1 * mx.random.normal((k,))).astype(dt)
+    theta = 10000.0 ** (-mx.arange(0, hd, 2, dtype=mx.float32) / hd)
+    xn = _rmsnorm(x, gamma)
+
+    def rope(v: object, n: int) -> object:
+        v = v.reshape(n, hd)  # type: ignore[attr-defined]
+        a, b = v[:, : hd // 2], v[:, hd // 2:]
+        c, s = mx.cos(pos * theta), mx.sin(pos * theta)
+        return mx.concatenate([a * c - b * s, b * c + a * s], axis=-1).reshape(-1)
+
+    want = mx.concatenate([rope(mats[0][3] @ xn, heads), rope(mats[1][3] @ xn, kv_heads),  # type: ignore[operator]
+                           (mats[2][3] @ xn).reshape(-1)])  # type: ignore[operator]
+    weights = [(f"{p}{name}", m[j], False) for name, m in zip("qkv", mats) for j, p in enumerate("wsb")]
+    pairs = (heads * hd + 2 * kv_heads * hd) // 2
+    q, kk, v = emulate(ck.HEADER, ck.QKV_ROPE_SOURCE,
+                       [("x", x, False), ("gamma", gamma, False), ("eps", mx.array([1e-5], dtype=mx.float32), False),
+                        *weights, ("theta", theta, False), ("pos", mx.array([pos], dtype=mx.int32), False)],
+                       [("q", heads * hd, dtype), ("k", kv_heads * hd, dtype), ("v", kv_heads * hd, dtype)],
+                       [("T", dt), ("K", k), ("GROUP", 64), ("NORM", True), ("HD", hd), ("NQ", heads * hd),
+                        ("NK", kv_heads * hd)], ck.THREADS, ck._grid(pairs, 1)[0] // ck.THREADS, workdir)
+    return _err(mx.concatenate([q, kk, v]), want)
+
+
+def attend_case(heads: int, kv_heads: int, d: int, pos: int, cap: int, dtype: str, workdir: Path) -> float:
+    """cuda_attention's kernels (one block per head, or split with the merge kernel) against
+    softmax attention in float32 over positions 0..pos, the token's own k and v at pos."""
+    import mlx.core as mx
+
+    from ollmlx.runner.engines.mlx import cuda_attention as ca
+
+    mx.random.seed(heads + d + pos + cap)
+    dt = getattr(mx, dtype)
+    q = mx.random.normal((1, heads, 1, d)).astype(dt)
+    kn, vn = (mx.random.normal((1, kv_heads, 1, d)).astype(dt) for _ in range(2))
+    kc, vc = (mx.random.normal((1, kv_heads, cap, d)).astype(dt) for _ in range(2))
+    scale = d ** -0.5
+    keys = mx.concatenate([kc[:, :, :pos], kn], axis=2).astype(mx.float32)
+    values = mx.concatenate([vc[:, :, :pos], vn], axis=2).astype(mx.float32)
+    rep = heads // kv_heads
+    keys, values = mx.repeat(keys, rep, axis=1), mx.repeat(values, rep, axis=1)
+    w = mx.softmax((q.astype(mx.float32) * scale) @ keys.transpose(0, 1, 3, 2), axis=-1)
+    want = w @ values
+    splits = ca.splits(cap)
+    inputs = [("qr", q, False), ("kn", kn, False), ("vn", vn, False), ("kc", kc, True), ("vc", vc, False),
+              ("pos", mx.array([pos], dtype=mx.int32), False), ("scale", mx.array([scale], dtype=mx.float32), False)]
+    tmpl = [("T", dt), ("D", d), ("H", heads), ("KVH", kv_heads), ("S", splits)]
+    if splits == 1:
+        (got,) = emulate(ca.ATTEND_HEADER, ca.ATTEND_SOURCE, inputs, [("out", heads * d, dtype)], tmpl, 256, heads,
+                         workdir)
+    else:
+        (part,) = emulate(ca.ATTEND_HEADER, ca.ATTEND_SPLIT_SOURCE, inputs, [("out", heads * splits * (d + 2), "float32")],
+                          tmpl, 256, heads * splits, workdir)
+        (got,) = emulate(ca.ATTEND_HEADER, ca.MERGE_SOURCE, [("part", part, False)], [("out", heads * d, dtype)],
+                         [("T", dt), ("D", d), ("S", splits)], 256, heads, workdir)
+    return _err(got, want)
+
+
+def main() -> None:
+    failed = 0
+
+    def report(ok: bool, text: str) -> None:
+        nonlocal failed
+        failed += not ok
+        print(f"{'ok  ' if ok else 'FAIL'} {text}", flush=True)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for n, k, rows, group, dtype in ((96, 256, 5, 64, "bfloat16"), (40, 1536, 2, 32, "bfloat16"),
+                                         (64, 17408, 28, 128, "bfloat16"), (33, 576, 16, 64, "float16"),
+                                         (32, 1024, 32, 64, "bfloat16")):
+            err, mlx_err = rows_case(n, k, rows, group, dtype, work)
+            report(err <= max(0.01, 1.5 * mlx_err), f"rows kernel N={n} K={k} rows={rows} group={group} {dtype}: "
+                   f"max |diff| {err:.4f} of max |out| (mx.quantized_matmul here {mlx_err:.4f})")
+        for k, ns, group, dtype in ((512, (256, 64, 64), 64, "bfloat16"), (576, (96, 32, 32), 32, "float16")):
+            err = qmv_case(k, ns, group, dtype, work)
+            report(err <= 0.01, f"qmv (norm, 3 weights, residual) K={k} N={ns} group={group} {dtype}: "
+                   f"max |diff| {err:.4f} of max |out|")
+        for k, n, group, dtype in ((512, 384, 64, "bfloat16"), (576, 1536, 32, "float16")):
+            err = swiglu_case(k, n, group, dtype, work)
+            report(err <= 0.01, f"gate/up swiglu K={k} N={n} group={group} {dtype}: max |diff| {err:.4f} of max |out|")
+        for k, heads, kv, hd, pos, dtype in ((512, 8, 2, 64, 37, "bfloat16"), (256, 4, 4, 128, 1234, "float16")):
+            err = qkv_rope_case(k, heads, kv, hd, pos, dtype, work)
+            report(err <= 0.01, f"q/k/v with RoPE K={k} heads={heads}/{kv} head_dim={hd} position={pos} {dtype}: "
+                   f"max |diff| {err:.4f} of max |out|")
+        for heads, kv, d, pos, cap, dtype in ((8, 2, 64, 37, 256, "bfloat16"), (4, 4, 128, 0, 256, "float16"),
+                                              (8, 2, 128, 1500, 2048, "bfloat16"), (4, 1, 64, 3, 1024, "bfloat16")):
+            err = attend_case(heads, kv, d, pos, cap, dtype, work)
+            report(err <= 0.01, f"attention heads={heads}/{kv} head_dim={d} position={pos} capacity={cap} "
+                   f"{dtype}: max |diff| {err:.4f} of max |out|")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

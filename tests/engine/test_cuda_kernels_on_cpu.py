@@ -1,0 +1,46 @@
+"""ollmlx's CUDA kernels (cuda_kernels.py, cuda_attention.py, cuda_rows.py) run on this CPU
+through tests/emulators/cuda.py: their own sources, compiled with g++, a thread per CUDA thread,
+16-bit rounding per operation. Each output is compared with the same computation in float32, so
+a kernel's indexing or arithmetic breaks here before it reaches a GPU. (Speed, and mlx-cuda's
+handling of the kernels, are checked on a GPU: test_fused_step.py, test_cuda_rows.py.)"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from emulators import cuda
+
+
+@pytest.mark.parametrize(("n", "k", "rows", "group", "dtype"), [
+    (96, 256, 5, 64, "bfloat16"), (40, 1536, 2, 32, "bfloat16"), (64, 17408, 28, 128, "bfloat16"),
+    (33, 576, 16, 64, "float16"), (32, 1024, 32, 64, "bfloat16")])
+def test_few_row_product(tmp_path: Path, n: int, k: int, rows: int, group: int, dtype: str) -> None:
+    err, _ = cuda.rows_case(n, k, rows, group, dtype, tmp_path)
+    assert err <= 0.006  # bf16 output rounding is 0.4% of a value
+
+
+@pytest.mark.parametrize(("k", "ns", "group", "dtype"), [(512, (256, 64, 64), 64, "bfloat16"),
+                                                        (576, (96, 32, 32), 32, "float16")])
+def test_norm_product_residual(tmp_path: Path, k: int, ns: tuple[int, int, int], group: int, dtype: str) -> None:
+    assert cuda.qmv_case(k, ns, group, dtype, tmp_path) <= 0.006
+
+
+@pytest.mark.parametrize(("k", "n", "group", "dtype"), [(512, 384, 64, "bfloat16"), (576, 1536, 32, "float16")])
+def test_gate_up_swiglu(tmp_path: Path, k: int, n: int, group: int, dtype: str) -> None:
+    assert cuda.swiglu_case(k, n, group, dtype, tmp_path) <= 0.008
+
+
+@pytest.mark.parametrize(("k", "heads", "kv", "hd", "pos", "dtype"), [(512, 8, 2, 64, 37, "bfloat16"),
+                                                                   (256, 4, 4, 128, 1234, "float16")])
+def test_qkv_with_rope(tmp_path: Path, k: int, heads: int, kv: int, hd: int, pos: int, dtype: str) -> None:
+    assert cuda.qkv_rope_case(k, heads, kv, hd, pos, dtype, tmp_path) <= 0.006
+
+
+@pytest.mark.parametrize(("heads", "kv", "d", "pos", "cap", "dtype"), [
+    (8, 2, 64, 37, 256, "bfloat16"), (4, 4, 128, 0, 256, "float16"),
+    (8, 2, 128, 1500, 2048, "bfloat16"),  # split over blocks, then the merge kernel
+    (4, 1, 64, 3, 1024, "bfloat16")])  # split, most blocks with no positions
+def test_decode_attention(tmp_path: Path, heads: int, kv: int, d: int, pos: int, cap: int, dtype: str) -> None:
+    assert cuda.attend_case(heads, kv, d, pos, cap, dtype, tmp_path) <= 0.005
