@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-_CUDA_TYPES = {"bfloat16": "__nv_bfloat16", "float16": "__half", "float32": "float", "int32": "int32_t",
-               "uint32": "uint32_t"}
+from emulators.cuda import CTYPES, template_constants
+
 _DEFAULT_HEADER = '\n#include "mlx/backend/cuda/device/utils.cuh"\n\n#include <cooperative_groups.h>\n\n'
 
 
@@ -31,18 +32,11 @@ def source(name: str, header: str, body: str, inputs: list[tuple[str, str, bool]
     """mlx-cuda's generated kernel source: inputs (name, dtype, shape used), outputs (name, dtype)."""
     sig = []
     for n, dtype, shaped in inputs:
-        sig.append(f"    const {_CUDA_TYPES[dtype]}* {n}")
+        sig.append(f"    const {CTYPES[dtype]}* {n}")
         if shaped:
             sig.append(f"    const __grid_constant__ Shape {n}_shape")
-    sig += [f"    {_CUDA_TYPES[dtype]}* {n}" for n, dtype in outputs]
-    consts = []
-    for n, v in template:
-        if isinstance(v, bool):
-            consts.append(f"  constexpr bool {n} = {'true' if v else 'false'};")
-        elif isinstance(v, int):
-            consts.append(f"  constexpr int {n} = {v};")
-        else:
-            consts.append(f"  using {n} = {_CUDA_TYPES[v]};")
+    sig += [f"    {CTYPES[dtype]}* {n}" for n, dtype in outputs]
+    consts = template_constants(template)
     return (_DEFAULT_HEADER + header + "namespace mlx::core::cu {\n\nnamespace cg = cooperative_groups;\n\n"
             f"__global__ void {name}(\n" + ",\n".join(sig) + ") {\n" + "\n".join(consts) + "\n\n" + body
             + "\n}\n\n} // namespace mlx::core::cu\n")

@@ -114,8 +114,22 @@ using Shape = std::array<int32_t, 8>;
 """
 
 
-_CTYPES = {"bfloat16": "__nv_bfloat16", "float16": "__half", "float32": "float", "int32": "int32_t",
-           "uint32": "uint32_t"}
+CTYPES = {"bfloat16": "__nv_bfloat16", "float16": "__half", "float32": "float", "int32": "int32_t",
+          "uint32": "uint32_t"}
+
+
+def template_constants(template: list[tuple[str, object]]) -> list[str]:
+    """mlx-cuda's lines for a kernel's template arguments: ints and bools as constants, dtypes
+    (mx.Dtype or its name) as type aliases."""
+    out = []
+    for n, v in template:
+        if isinstance(v, bool):
+            out.append(f"  constexpr bool {n} = {'true' if v else 'false'};")
+        elif isinstance(v, int):
+            out.append(f"  constexpr int {n} = {v};")
+        else:
+            out.append(f"  using {n} = {CTYPES[str(v).split('.')[-1]]};")
+    return out
 
 
 def emulate(header: str, body: str, inputs: list[tuple[str, object, bool]], outputs: list[tuple[str, int, str]],
@@ -131,8 +145,8 @@ def emulate(header: str, body: str, inputs: list[tuple[str, object, bool]], outp
         dt = str(a.dtype).split(".")[-1]
         raw = a.view(mx.uint16) if dt in ("bfloat16", "float16") else a
         np.array(raw).tofile(workdir / f"{name}.bin")
-        setup.append(f'  const {_CTYPES[dt]}* {name} = (const {_CTYPES[dt]}*)load("{name}.bin", {a.size}, {a.itemsize});')
-        params.append(f"const {_CTYPES[dt]}* {name}")
+        setup.append(f'  const {CTYPES[dt]}* {name} = (const {CTYPES[dt]}*)load("{name}.bin", {a.size}, {a.itemsize});')
+        params.append(f"const {CTYPES[dt]}* {name}")
         args.append(name)
         if shaped:
             dims = ", ".join(str(d) for d in a.shape)
@@ -142,19 +156,12 @@ def emulate(header: str, body: str, inputs: list[tuple[str, object, bool]], outp
             args.append(f"{name}_shape")
     finish = []
     for name, size, dt in outputs:
-        setup.append(f"  {_CTYPES[dt]}* {name} = ({_CTYPES[dt]}*)std::calloc({size}, {mx.zeros(1, getattr(mx, dt)).itemsize});")
-        params.append(f"{_CTYPES[dt]}* {name}")
+        setup.append(f"  {CTYPES[dt]}* {name} = ({CTYPES[dt]}*)std::calloc({size}, {mx.zeros(1, getattr(mx, dt)).itemsize});")
+        params.append(f"{CTYPES[dt]}* {name}")
         args.append(name)
         finish.append(f'  {{ FILE* fh = std::fopen("{name}.out", "wb"); std::fwrite({name}, sizeof(*{name}), {size}, fh); '
                       "std::fclose(fh); }")
-    consts = []
-    for n, v in template:
-        if isinstance(v, bool):
-            consts.append(f"  constexpr bool {n} = {'true' if v else 'false'};")
-        elif isinstance(v, int):
-            consts.append(f"  constexpr int {n} = {v};")
-        else:
-            consts.append(f"  using {n} = {_CTYPES[str(v).split('.')[-1]]};")
+    consts = template_constants(template)
     src = (PRELUDE + header + "namespace mlx::core::cu {\nvoid kernel(" + ", ".join(params) + ") {\n"
            + "\n".join(consts) + "\n" + body + "\n}\n}\nint main() {\n"
            + """  auto load = [](const char* f, size_t n, size_t sz) { void* p = std::calloc(n, sz);
