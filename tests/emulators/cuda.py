@@ -230,8 +230,10 @@ def rows_case(n: int, k: int, rows: int, group: int, dtype: str, workdir: Path) 
     return _err(got, want), mlx_err
 
 
-def qmv_case(k: int, ns: tuple[int, int, int], group: int, dtype: str, workdir: Path) -> float:
-    """cuda_kernels.Qmv's kernel with RMSNorm in front and a residual: q, k and v of one row."""
+def qmv_case(k: int, ns: tuple[int, int, int], group: int, dtype: str, workdir: Path,
+             per_warp: int | None = None) -> float:
+    """cuda_kernels.Qmv's kernel with RMSNorm in front and a residual: q, k and v of one row
+    (`per_warp`: rows each warp computes; by default what Qmv picks for this many rows)."""
     import mlx.core as mx
 
     from ollmlx.runner.engines.mlx import cuda_kernels as ck
@@ -246,7 +248,7 @@ def qmv_case(k: int, ns: tuple[int, int, int], group: int, dtype: str, workdir: 
     xf = x.astype(mx.float32)
     xn = xf * mx.rsqrt(mx.mean(xf * xf) + 1e-5) * gamma.astype(mx.float32)
     want = mx.concatenate([m[3] @ xn for m in mats]) + res.astype(mx.float32)  # type: ignore[operator]
-    per_warp = ck._rows_per_warp(sum(ns))
+    per_warp = per_warp or ck._rows_per_warp(sum(ns))
     grid = ck._grid(sum(ns), per_warp)
     weights = [(f"{p}{i}", m[j], False) for i, m in enumerate(mats) for j, p in enumerate("wsb")]
     (got,) = emulate(ck.HEADER, ck.QMV_SOURCE, [("x", x, False), ("gamma", gamma, False), ("eps", eps, False),
@@ -264,7 +266,7 @@ def _rmsnorm(x: object, gamma: object) -> object:
     return xf * mx.rsqrt(mx.mean(xf * xf) + 1e-5) * gamma.astype(mx.float32)  # type: ignore[attr-defined]
 
 
-def swiglu_case(k: int, n: int, group: int, dtype: str, workdir: Path) -> float:
+def swiglu_case(k: int, n: int, group: int, dtype: str, workdir: Path, per_warp: int | None = None) -> float:
     """cuda_kernels.QmvSwiglu's kernel: silu(gate(norm(x))) * up(norm(x))."""
     import mlx.core as mx
 
@@ -278,7 +280,7 @@ def swiglu_case(k: int, n: int, group: int, dtype: str, workdir: Path) -> float:
     xn = _rmsnorm(x, gamma)
     g, u = gate[3] @ xn, up[3] @ xn  # type: ignore[operator]
     want = g * mx.sigmoid(g) * u
-    per_warp = max(1, ck._rows_per_warp(n) // 2)
+    per_warp = per_warp or max(1, ck._rows_per_warp(n) // 2)
     grid = ck._grid(n, per_warp)
     weights = [(f"{p}{name}", m[j], False) for name, m in (("g", gate), ("u", up)) for j, p in enumerate("wsb")]
     (got,) = emulate(ck.HEADER, ck.SWIGLU_SOURCE, [("x", x, False), ("gamma", gamma, False),
@@ -371,12 +373,15 @@ def main() -> None:
             err, mlx_err = rows_case(n, k, rows, group, dtype, work)
             report(err <= max(0.01, 1.5 * mlx_err), f"rows kernel N={n} K={k} rows={rows} group={group} {dtype}: "
                    f"max |diff| {err:.4f} of max |out| (mx.quantized_matmul here {mlx_err:.4f})")
-        for k, ns, group, dtype in ((512, (256, 64, 64), 64, "bfloat16"), (576, (96, 32, 32), 32, "float16")):
-            err = qmv_case(k, ns, group, dtype, work)
+        for k, ns, group, dtype, per_warp in ((512, (256, 64, 64), 64, "bfloat16", None),
+                                              (576, (96, 32, 32), 32, "float16", None),
+                                              (256, (100, 20, 20), 64, "bfloat16", 4)):
+            err = qmv_case(k, ns, group, dtype, work, per_warp)
             report(err <= 0.01, f"qmv (norm, 3 weights, residual) K={k} N={ns} group={group} {dtype}: "
                    f"max |diff| {err:.4f} of max |out|")
-        for k, n, group, dtype in ((512, 384, 64, "bfloat16"), (576, 1536, 32, "float16")):
-            err = swiglu_case(k, n, group, dtype, work)
+        for k, n, group, dtype, per_warp in ((512, 384, 64, "bfloat16", None), (576, 1536, 32, "float16", None),
+                                             (256, 90, 64, "bfloat16", 2)):
+            err = swiglu_case(k, n, group, dtype, work, per_warp)
             report(err <= 0.01, f"gate/up swiglu K={k} N={n} group={group} {dtype}: max |diff| {err:.4f} of max |out|")
         for k, heads, kv, hd, pos, dtype in ((512, 8, 2, 64, 37, "bfloat16"), (256, 4, 4, 128, 1234, "float16")):
             err = qkv_rope_case(k, heads, kv, hd, pos, dtype, work)

@@ -21,15 +21,18 @@ def test_few_row_product(tmp_path: Path, n: int, k: int, rows: int, group: int, 
     assert err <= 0.006  # bf16 output rounding is 0.4% of a value
 
 
-@pytest.mark.parametrize(("k", "ns", "group", "dtype"), [(512, (256, 64, 64), 64, "bfloat16"),
-                                                        (576, (96, 32, 32), 32, "float16")])
-def test_norm_product_residual(tmp_path: Path, k: int, ns: tuple[int, int, int], group: int, dtype: str) -> None:
-    assert cuda.qmv_case(k, ns, group, dtype, tmp_path) <= 0.006
+@pytest.mark.parametrize(("k", "ns", "group", "dtype", "per_warp"), [
+    (512, (256, 64, 64), 64, "bfloat16", None), (576, (96, 32, 32), 32, "float16", None),
+    (256, (100, 20, 20), 64, "bfloat16", 4)])  # 4 rows a warp (large layers), the last warp partly past the end
+def test_norm_product_residual(tmp_path: Path, k: int, ns: tuple[int, int, int], group: int, dtype: str,
+                               per_warp: int | None) -> None:
+    assert cuda.qmv_case(k, ns, group, dtype, tmp_path, per_warp) <= 0.006
 
 
-@pytest.mark.parametrize(("k", "n", "group", "dtype"), [(512, 384, 64, "bfloat16"), (576, 1536, 32, "float16")])
-def test_gate_up_swiglu(tmp_path: Path, k: int, n: int, group: int, dtype: str) -> None:
-    assert cuda.swiglu_case(k, n, group, dtype, tmp_path) <= 0.008
+@pytest.mark.parametrize(("k", "n", "group", "dtype", "per_warp"), [
+    (512, 384, 64, "bfloat16", None), (576, 1536, 32, "float16", None), (256, 90, 64, "bfloat16", 2)])
+def test_gate_up_swiglu(tmp_path: Path, k: int, n: int, group: int, dtype: str, per_warp: int | None) -> None:
+    assert cuda.swiglu_case(k, n, group, dtype, tmp_path, per_warp) <= 0.008
 
 
 @pytest.mark.parametrize(("k", "heads", "kv", "hd", "pos", "dtype"), [(512, 8, 2, 64, 37, "bfloat16"),
