@@ -133,9 +133,11 @@ def template_constants(template: list[tuple[str, object]]) -> list[str]:
 
 
 def emulate(header: str, body: str, inputs: list[tuple[str, object, bool]], outputs: list[tuple[str, int, str]],
-            template: list[tuple[str, object]], threads: int, blocks: int, workdir: Path) -> list[object]:
+            template: list[tuple[str, object]], threads: int, blocks: int, workdir: Path,
+            written: tuple[str, ...] = ()) -> list[object]:
     """Run `body` (an mx.fast.cuda_kernel source) over `blocks` blocks of `threads` threads.
-    inputs: (name, mx.array, whether the source reads name_shape); outputs: (name, size, dtype).
+    inputs: (name, mx.array, whether the source reads name_shape); outputs: (name, size, dtype);
+    `written`: inputs the kernel writes in place, returned after the outputs as they are after it.
     Returns the outputs as mx arrays (flat)."""
     import mlx.core as mx
 
@@ -155,6 +157,11 @@ def emulate(header: str, body: str, inputs: list[tuple[str, object, bool]], outp
             params.append(f"Shape {name}_shape")
             args.append(f"{name}_shape")
     finish = []
+    for name, arr, _ in inputs:
+        if name in written:
+            a2: mx.array = arr  # type: ignore[assignment]
+            finish.append(f'  {{ FILE* fh = std::fopen("{name}.out", "wb"); std::fwrite({name}, {a2.itemsize}, {a2.size}, fh); '
+                          "std::fclose(fh); }")
     for name, size, dt in outputs:
         setup.append(f"  {CTYPES[dt]}* {name} = ({CTYPES[dt]}*)std::calloc({size}, {mx.zeros(1, getattr(mx, dt)).itemsize});")
         params.append(f"{CTYPES[dt]}* {name}")
@@ -184,7 +191,8 @@ def emulate(header: str, body: str, inputs: list[tuple[str, object, bool]], outp
     subprocess.run(["g++", "-O1", "-std=c++20", "-pthread", "-w", "k.cpp", "-o", "k"], cwd=workdir, check=True)
     subprocess.run(["./k"], cwd=workdir, check=True)
     out = []
-    for name, _size, dt in outputs:
+    dtypes = {name: str(a.dtype).split(".")[-1] for name, a, _ in inputs}  # type: ignore[attr-defined]
+    for name, _size, dt in [*outputs, *[(n, 0, dtypes[n]) for n in written]]:
         raw = np.fromfile(workdir / f"{name}.out", dtype=np.uint16 if dt in ("bfloat16", "float16") else np.float32)
         arr = mx.array(raw)
         out.append(arr.view(getattr(mx, dt)) if dt in ("bfloat16", "float16") else arr)
@@ -347,13 +355,19 @@ def attend_case(heads: int, kv_heads: int, d: int, pos: int, cap: int, dtype: st
               ("pos", mx.array([pos], dtype=mx.int32), False), ("scale", mx.array([scale], dtype=mx.float32), False)]
     tmpl = [("T", dt), ("D", d), ("H", heads), ("KVH", kv_heads), ("S", splits)]
     if splits == 1:
-        (got,) = emulate(ca.ATTEND_HEADER, ca.ATTEND_SOURCE, inputs, [("out", heads * d, dtype)], tmpl, 256, heads,
-                         workdir)
+        got, kc2, vc2 = emulate(ca.ATTEND_HEADER, ca.ATTEND_SOURCE, inputs, [("out", heads * d, dtype)], tmpl, 256,
+                                heads, workdir, written=("kc", "vc"))
     else:
-        (part,) = emulate(ca.ATTEND_HEADER, ca.ATTEND_SPLIT_SOURCE, inputs, [("out", heads * splits * (d + 2), "float32")],
-                          tmpl, 256, heads * splits, workdir)
+        part, kc2, vc2 = emulate(ca.ATTEND_HEADER, ca.ATTEND_SPLIT_SOURCE, inputs,
+                                 [("out", heads * splits * (d + 2), "float32")], tmpl, 256, heads * splits, workdir,
+                                 written=("kc", "vc"))
         (got,) = emulate(ca.ATTEND_HEADER, ca.MERGE_SOURCE, [("part", part, False)], [("out", heads * d, dtype)],
                          [("T", dt), ("D", d), ("S", splits)], 256, heads, workdir)
+    # the token's key and value land in the buffers at its position, and nothing else changes
+    for before, new, after in ((kc, kn, kc2), (vc, vn, vc2)):
+        expect = mx.concatenate([before[:, :, :pos], new, before[:, :, pos + 1:]], axis=2)  # type: ignore[index]
+        if not mx.array_equal(after.reshape(expect.shape), expect):  # type: ignore[attr-defined]
+            return float("inf")
     return _err(got, want)
 
 

@@ -46,4 +46,5 @@ def test_qkv_with_rope(tmp_path: Path, k: int, heads: int, kv: int, hd: int, pos
     (8, 2, 128, 1500, 2048, "bfloat16"),  # split over blocks, then the merge kernel
     (4, 1, 64, 3, 1024, "bfloat16")])  # split, most blocks with no positions
 def test_decode_attention(tmp_path: Path, heads: int, kv: int, d: int, pos: int, cap: int, dtype: str) -> None:
+    """Also: the token's key and value written into the buffers in place, at its position only."""
     assert cuda.attend_case(heads, kv, d, pos, cap, dtype, tmp_path) <= 0.005
