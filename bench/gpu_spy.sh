@@ -10,7 +10,7 @@ for mode in ${MODES:-whole}; do
     > /dev/null 2>&1 &
   pid=$!
   sleep "${WARM_S:-50}"
-  py-spy record --native -d "${SPY_S:-8}" -r 250 -f raw -o "$out/spy-$mode.txt" --pid $pid > /dev/null 2>&1
+  py-spy record --native -d "${SPY_S:-8}" -r 250 -f raw -o "$out/spy-$mode.txt" --pid $pid 2>&1 | tail -3
   kill $pid; wait $pid 2>/dev/null
-  echo "$mode: $(wc -l < "$out/spy-$mode.txt") stacks"
+  echo "$mode: $(wc -l < "$out/spy-$mode.txt" 2>/dev/null || echo no) stacks"
 done
