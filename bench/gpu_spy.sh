@@ -7,7 +7,7 @@ export PYTHONPATH=/tmp/site:$PWD OLLMLX_MLX_DEVICE=gpu PATH=/tmp/site/bin:$PATH
 out=${OUT:-/tmp}
 for mode in ${MODES:-whole}; do
   OLLMLX_MLX_FUSED=$mode timeout 200 python bench/probe_eval_cost.py --model-dir /tmp/${SHAPE:-m8b} --tokens 40000 --fused \
-    > /dev/null 2>&1 &
+    > "$out/spy-probe-$mode.log" 2>&1 &
   pid=$!
   sleep "${WARM_S:-50}"
   py-spy record --native -d "${SPY_S:-8}" -r 250 -f raw -o "$out/spy-$mode.txt" --pid $pid 2>&1 | tail -3
