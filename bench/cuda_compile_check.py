@@ -92,7 +92,12 @@ def kernels() -> list[tuple[str, str]]:
                                                          [("T", t), ("D", hd), ("S", 8)])))
     from ollmlx.runner.engines.mlx import cuda_rows
 
-    return out + cuda_rows.compile_check_kernels(source)
+    for t in ("bfloat16", "float16"):
+        for bound in cuda_rows.BUCKETS:
+            out.append((f"qmm_rows_{t}_{bound}", source("rows", ck.HEADER, cuda_rows.ROWS_SOURCE, [
+                ("x", t, True), ("w", "uint32", True), ("s", t, False), ("b", t, False)], [("out", t)],
+                [("T", t), ("GROUP", 64), ("MMAX", bound)])))
+    return out
 
 
 def main() -> None:

@@ -63,6 +63,45 @@ __device__ __forceinline__ float warp_sum(float v) {
   return v;
 }
 
+// One 8-value word of an input row as the pairs (0,4) (1,5) (2,6) (3,7) that masking a packed
+// 4-bit word yields (word_dot's layout); returns the 8 values' sum (it multiplies the bias).
+template <typename T>
+__device__ __forceinline__ float pair_word(uint4 v, uint4* dst) {
+  using P = Q4<T>;
+  using T2 = typename P::T2;
+  const float2 f0 = P::f2(as2<T2>(v.x)), f1 = P::f2(as2<T2>(v.y));
+  const float2 f2 = P::f2(as2<T2>(v.z)), f3 = P::f2(as2<T2>(v.w));
+  uint4 p;
+  p.x = __byte_perm(v.x, v.z, 0x5410);  // values 0 and 4
+  p.y = __byte_perm(v.x, v.z, 0x7632);  // 1 and 5
+  p.z = __byte_perm(v.y, v.w, 0x5410);  // 2 and 6
+  p.w = __byte_perm(v.y, v.w, 0x7632);  // 3 and 7
+  *dst = p;
+  return (f0.x + f0.y) + (f1.x + f1.y) + (f2.x + f2.y) + (f3.x + f3.y);
+}
+
+// The 8 4-bit codes of a packed weight word times 8 input values staged by pair_word, summed in
+// 16 bits. The codes are centred, q - 8 (subtracting 136 or 1032 in the exponent trick): the
+// sums then carry no common part (8 * the inputs' sum) for the bias term to cancel afterwards,
+// which bf16's 8-bit mantissa would lose (bench/cuda_emulate.py: error against float32 2-3x
+// smaller). The caller adds 8 * scale into the bias term.
+template <typename T>
+__device__ __forceinline__ float word_dot(uint32_t W, uint4 xp) {
+  using P = Q4<T>;
+  using T2 = typename P::T2;
+  const T2 center = as2<T2>(P::MAGIC | 0x00080008u);
+  const T2 q0 = __hsub2(as2<T2>((W & 0x000F000Fu) | P::MAGIC), center);
+  const T2 q1 = __hsub2(as2<T2>(((W >> 4) & 0x000F000Fu) | P::MAGIC), center);
+  const T2 q2 = __hsub2(as2<T2>(((W >> 8) & 0x000F000Fu) | P::MAGIC), center);
+  const T2 q3 = __hsub2(as2<T2>(((W >> 12) & 0x000F000Fu) | P::MAGIC), center);
+  T2 p = __hmul2(q0, as2<T2>(xp.x));
+  p = __hfma2(q1, as2<T2>(xp.y), p);
+  p = __hfma2(q2, as2<T2>(xp.z), p);
+  p = __hfma2(q3, as2<T2>(xp.w), p);
+  const float2 pf = P::f2(p);
+  return pf.x + pf.y;
+}
+
 // Stage the input row (K values) in shared memory. xs[a * K/32 + c] holds word a (values
 // 8a..8a+7) of 32-value chunk c as the pairs (0,4) (1,5) (2,6) (3,7); xsum[c] is the chunk's sum
 // (it multiplies the group bias). With NORM the staged values are x * gamma and *rnorm is
@@ -93,15 +132,7 @@ __device__ __forceinline__ void stage_x(const T* x, const T* gamma, const float*
         v.z = asu<T2>(__hmul2(as2<T2>(v.z), as2<T2>(g.z)));
         v.w = asu<T2>(__hmul2(as2<T2>(v.w), as2<T2>(g.w)));
       }
-      float2 f0 = P::f2(as2<T2>(v.x)), f1 = P::f2(as2<T2>(v.y));
-      float2 f2 = P::f2(as2<T2>(v.z)), f3 = P::f2(as2<T2>(v.w));
-      s += (f0.x + f0.y) + (f1.x + f1.y) + (f2.x + f2.y) + (f3.x + f3.y);
-      uint4 p;
-      p.x = __byte_perm(v.x, v.z, 0x5410);  // values 0 and 4
-      p.y = __byte_perm(v.x, v.z, 0x7632);  // 1 and 5
-      p.z = __byte_perm(v.y, v.w, 0x5410);  // 2 and 6
-      p.w = __byte_perm(v.y, v.w, 0x7632);  // 3 and 7
-      xs[a * C + c] = p;
+      s += pair_word<T>(v, &xs[a * C + c]);
     }
     xsum[c] = s;
   }
@@ -124,12 +155,7 @@ __device__ __forceinline__ void rows_dot(const uint32_t* const* w, const T* cons
                                          const T* const* b, const uint4* xs, const float* xsum,
                                          int lane, float* acc) {
   using P = Q4<T>;
-  using T2 = typename P::T2;
   constexpr int C = K / 32;
-  // q - 8, not q: the codes' midpoint out of the 16-bit sums of 8 products, which would
-  // otherwise carry a common part (8 * the chunk's sum) that the bias term cancels afterwards
-  // (bench/cuda_emulate.py: bf16 error against float32 2-3x smaller)
-  const T2 center = as2<T2>(P::MAGIC | 0x00080008u);
 #pragma unroll
   for (int r = 0; r < NR; ++r) acc[r] = 0.f;
 #pragma unroll 4
@@ -144,22 +170,8 @@ __device__ __forceinline__ void rows_dot(const uint32_t* const* w, const T* cons
     const int g = (c * 32) / GROUP;
 #pragma unroll
     for (int r = 0; r < NR; ++r) {
-      const uint32_t words[4] = {wq[r].x, wq[r].y, wq[r].z, wq[r].w};
-      float d = 0.f;
-#pragma unroll
-      for (int a = 0; a < 4; ++a) {
-        const uint32_t W = words[a];
-        T2 q0 = __hsub2(as2<T2>((W & 0x000F000Fu) | P::MAGIC), center);
-        T2 q1 = __hsub2(as2<T2>(((W >> 4) & 0x000F000Fu) | P::MAGIC), center);
-        T2 q2 = __hsub2(as2<T2>(((W >> 8) & 0x000F000Fu) | P::MAGIC), center);
-        T2 q3 = __hsub2(as2<T2>(((W >> 12) & 0x000F000Fu) | P::MAGIC), center);
-        T2 p = __hmul2(q0, as2<T2>(xp[a].x));
-        p = __hfma2(q1, as2<T2>(xp[a].y), p);
-        p = __hfma2(q2, as2<T2>(xp[a].z), p);
-        p = __hfma2(q3, as2<T2>(xp[a].w), p);
-        const float2 pf = P::f2(p);
-        d += pf.x + pf.y;
-      }
+      const float d = word_dot<T>(wq[r].x, xp[0]) + word_dot<T>(wq[r].y, xp[1]) + word_dot<T>(wq[r].z, xp[2])
+                      + word_dot<T>(wq[r].w, xp[3]);
       const float sc = P::f(s[r][g]);
       acc[r] += sc * d + (P::f(b[r][g]) + 8.f * sc) * xs_c;
     }
@@ -319,11 +331,15 @@ def _swiglu_kernel() -> Any:
         output_names=["out"], source=SWIGLU_SOURCE, header=HEADER)
 
 
+def reads_weights(layer: Any) -> bool:
+    """4-bit affine weights (scales and biases) at a group size the kernels' inner loop reads."""
+    return (getattr(layer, "bits", None) == 4 and getattr(layer, "mode", "affine") == "affine"
+            and "biases" in layer and layer.group_size in (32, 64, 128))
+
+
 def supported(layer: Any) -> bool:
     """A quantized linear (or embedding used as the output head) these kernels can read."""
-    return (getattr(layer, "bits", None) == 4 and getattr(layer, "mode", "affine") == "affine"
-            and "biases" in layer and "bias" not in layer and layer.group_size in (32, 64, 128)
-            and layer["weight"].shape[-1] * 8 % 64 == 0)
+    return reads_weights(layer) and "bias" not in layer and layer["weight"].shape[-1] * 8 % 64 == 0
 
 
 def _rows_per_warp(n: int) -> int:

@@ -7,9 +7,8 @@ are a batched decode step (one row per stream) and a warm turn's few new prompt 
 each lane owns one weight row and reads it once for every input row: the block's warps take
 turns over the row's 32-value chunks, the input rows sit in shared memory (read by every lane
 at the same address, one broadcast), and the nibbles become 16-bit pairs with a mask and one
-subtraction, as in cuda_kernels.py, then one packed FMA per pair and input row. The codes are
-centred (q - 8) so that the 16-bit sums of 8 products carry no common part; those sums add up
-in float32.
+subtraction, then one packed FMA per pair and input row (cuda_kernels.py's `word_dot`, codes
+centred); the 16-bit sums of 8 products add up in float32.
 """
 
 from __future__ import annotations
@@ -19,15 +18,14 @@ from typing import Any
 
 import mlx.core as mx
 
-from ollmlx.runner.engines.mlx.cuda_kernels import HEADER, THREADS
+from ollmlx.runner.engines.mlx.cuda_kernels import HEADER, THREADS, reads_weights
 
 MAX_ROWS = 32
-_BUCKETS = (4, 8, 16, 32)  # kernels built per input-row bound; the row count itself is read at run time
+BUCKETS = (4, 8, 16, 32)  # kernels built per input-row bound; the row count itself is read at run time
 
 # x (M, K) in shared memory per K tile: KT values of every input row, 32 KB at most.
 ROWS_SOURCE = r"""
   using P = ollmlx::Q4<T>;
-  using T2 = typename P::T2;
   constexpr int WARPS = 8;
   constexpr int KT = 16384 / MMAX;          // K values per tile
   constexpr int TU = KT / 32;               // 32-value chunks per tile
@@ -41,9 +39,6 @@ ROWS_SOURCE = r"""
   const uint4* wp = reinterpret_cast<const uint4*>(w) + (size_t)wrow * (K / 32);
   const T* sp = s + (size_t)wrow * (K / GROUP);
   const T* bp = b + (size_t)wrow * (K / GROUP);
-  // q - 8 instead of q: the affine code's midpoint taken out before the 16-bit sums, which
-  // otherwise carry a large common part (8 * sum(x)) that the bias term cancels afterwards
-  const T2 center = ollmlx::as2<T2>(P::MAGIC | 0x00080008u);
   float acc[MMAX];
 #pragma unroll
   for (int m = 0; m < MMAX; ++m) acc[m] = 0.f;
@@ -55,18 +50,7 @@ ROWS_SOURCE = r"""
       const uint4* xv = reinterpret_cast<const uint4*>(x + (size_t)m * K + k0) + c * 4;
       float sum = 0.f;
 #pragma unroll
-      for (int a = 0; a < 4; ++a) {
-        const uint4 v = xv[a];
-        float2 f0 = P::f2(ollmlx::as2<T2>(v.x)), f1 = P::f2(ollmlx::as2<T2>(v.y));
-        float2 f2 = P::f2(ollmlx::as2<T2>(v.z)), f3 = P::f2(ollmlx::as2<T2>(v.w));
-        sum += (f0.x + f0.y) + (f1.x + f1.y) + (f2.x + f2.y) + (f3.x + f3.y);
-        uint4 p;
-        p.x = __byte_perm(v.x, v.z, 0x5410);
-        p.y = __byte_perm(v.x, v.z, 0x7632);
-        p.z = __byte_perm(v.y, v.w, 0x5410);
-        p.w = __byte_perm(v.y, v.w, 0x7632);
-        xs[(m * TU + c) * 4 + a] = p;
-      }
+      for (int a = 0; a < 4; ++a) sum += ollmlx::pair_word<T>(xv[a], &xs[(m * TU + c) * 4 + a]);
       xsum[m * TU + c] = sum;
     }
     __syncthreads();
@@ -84,22 +68,9 @@ ROWS_SOURCE = r"""
       for (int m = 0; m < MMAX; ++m) d[m] = 0.f;
 #pragma unroll
       for (int a = 0; a < 4; ++a) {
-        const uint32_t W = words[a];
-        const T2 q0 = __hsub2(ollmlx::as2<T2>((W & 0x000F000Fu) | P::MAGIC), center);
-        const T2 q1 = __hsub2(ollmlx::as2<T2>(((W >> 4) & 0x000F000Fu) | P::MAGIC), center);
-        const T2 q2 = __hsub2(ollmlx::as2<T2>(((W >> 8) & 0x000F000Fu) | P::MAGIC), center);
-        const T2 q3 = __hsub2(ollmlx::as2<T2>(((W >> 12) & 0x000F000Fu) | P::MAGIC), center);
 #pragma unroll
         for (int m = 0; m < MMAX; ++m) {
-          if (m < M) {
-            const uint4 xp = xs[(m * TU + c) * 4 + a];
-            T2 p = __hmul2(q0, ollmlx::as2<T2>(xp.x));
-            p = __hfma2(q1, ollmlx::as2<T2>(xp.y), p);
-            p = __hfma2(q2, ollmlx::as2<T2>(xp.z), p);
-            p = __hfma2(q3, ollmlx::as2<T2>(xp.w), p);
-            const float2 pf = P::f2(p);
-            d[m] += pf.x + pf.y;
-          }
+          if (m < M) d[m] += ollmlx::word_dot<T>(words[a], xs[(m * TU + c) * 4 + a]);
         }
       }
 #pragma unroll
@@ -137,8 +108,7 @@ def _kernel() -> Any:
 def usable(layer: Any, x: mx.array) -> bool:
     """A layer these kernels read, with an input of 2 to 32 rows in its scales' dtype."""
     rows = x.size // x.shape[-1]
-    return (2 <= rows <= MAX_ROWS and getattr(layer, "bits", None) == 4 and getattr(layer, "mode", "affine") == "affine"
-            and "biases" in layer and layer.group_size in (32, 64, 128) and x.dtype == layer["scales"].dtype
+    return (2 <= rows <= MAX_ROWS and reads_weights(layer) and x.dtype == layer["scales"].dtype
             and x.dtype in (mx.bfloat16, mx.float16) and x.shape[-1] % 32 == 0)
 
 
@@ -149,20 +119,10 @@ def rows_product(layer: Any, x: mx.array) -> mx.array:
     k = x.shape[-1]
     rows = x.size // k
     n = w.shape[0]
-    bound = next(m for m in _BUCKETS if m >= rows)
+    bound = next(m for m in BUCKETS if m >= rows)
     out = _kernel()(inputs=[x.reshape(rows, k), w, s, b],
                     template=[("T", x.dtype), ("GROUP", layer.group_size), ("MMAX", bound)],
                     grid=(-(-n // 32) * THREADS, 1, 1), threadgroup=(THREADS, 1, 1),
                     output_shapes=[(rows, n)], output_dtypes=[x.dtype])[0]
     return out.reshape(*x.shape[:-1], n)
 
-
-def compile_check_kernels(source: Any) -> list[tuple[str, str]]:
-    """bench/cuda_compile_check.py's view of this module's kernels."""
-    out = []
-    for t in ("bfloat16", "float16"):
-        for bound in _BUCKETS:
-            out.append((f"qmm_rows_{t}_{bound}", source("rows", HEADER, ROWS_SOURCE, [
-                ("x", t, True), ("w", "uint32", True), ("s", t, False), ("b", t, False)], [("out", t)],
-                [("T", t), ("GROUP", 64), ("MMAX", bound)])))
-    return out
