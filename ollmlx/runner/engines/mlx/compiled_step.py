@@ -103,21 +103,15 @@ class CompiledDecoder:
         """Logits (1, vocab) for `token` read at the cache's position; the cache then holds it."""
         if self.cache[0].keys is None:  # nothing read yet: the first token makes the buffers
             return self.model(token.reshape(1, 1), cache=self.cache)[:, -1, :]
-        return step_in_place(self.cache, self._step, token)
-
-
-def step_in_place(cache: list[KVCache], step: Any, token: mx.array) -> mx.array:
-    """step(token, position, *buffers) -> [logits, *buffers] over `cache`'s fixed-capacity
-    buffers (made room for first); the cache then holds the new buffers and one more token."""
-    reserve(cache)
-    offset = cache[0].offset
-    buffers = [b for c in cache for b in (c.keys, c.values)]
-    logits, *updated = step(token, mx.array([offset], mx.int32), *buffers)
-    del buffers  # the step's buffer updates can then happen in place
-    for i, c in enumerate(cache):
-        c.keys, c.values = updated[2 * i], updated[2 * i + 1]
-        c.offset = offset + 1
-    return logits
+        reserve(self.cache)
+        offset = self.cache[0].offset
+        buffers = [b for c in self.cache for b in (c.keys, c.values)]
+        logits, *updated = self._step(token, mx.array([offset], mx.int32), *buffers)
+        del buffers  # the step's buffer updates can then happen in place
+        for i, c in enumerate(self.cache):
+            c.keys, c.values = updated[2 * i], updated[2 * i + 1]
+            c.offset = offset + 1
+        return logits
 
 
 def reserve(cache: list[KVCache], fresh: bool = False) -> None:

@@ -208,9 +208,9 @@ class FusedDecoder:
         self.whole = wanted and all(layer.attend is not None for layer in self.layers)
 
     def forward(self, token: mx.array) -> mx.array:
-        if self.whole and self.cache[0].keys is None:  # nothing read yet: the model makes the buffers
-            return self.model(token.reshape(1, 1), cache=self.cache)[:, -1, :]
         if self.whole:
+            if self.cache[0].keys is None:  # nothing read yet: the model makes the buffers
+                return self.model(token.reshape(1, 1), cache=self.cache)[:, -1, :]
             self._room()
             offset = self.cache[0].offset
             buffers = [b for c in self.cache for b in (c.keys, c.values)]
