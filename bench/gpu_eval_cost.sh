@@ -4,8 +4,7 @@
 set -uo pipefail
 export PYTHONPATH=/tmp/site:$PWD OLLMLX_MLX_DEVICE=gpu
 out=${OUT:-/tmp}; shape=${SHAPE:-m8b}
-case $shape in m1b) s=llama-3.2-1b ;; m8b) s=llama-3.1-8b ;; esac
-[ -d /tmp/$shape ] || python bench/make_random_model.py --shape $s --bits 4 --out /tmp/$shape >/dev/null 2>&1
+bench/gpu_install.sh model "$shape"
 run() {  # name, env..., -- args
   local name=$1; shift
   env "$@" timeout 120 python bench/probe_eval_cost.py --model-dir /tmp/$shape --sleep-ms "${SLEEPS:-0,3}" ${FUSED:+--fused} \

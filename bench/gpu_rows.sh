@@ -6,7 +6,7 @@
 set -uo pipefail
 export PYTHONPATH=/tmp/site:$PWD OLLMLX_MLX_DEVICE=gpu PATH=/tmp/site/bin:$PATH
 out=${OUT:-/tmp}
-[ -d /tmp/m8b ] || python bench/make_random_model.py --shape llama-3.1-8b --bits 4 --out /tmp/m8b >/dev/null 2>&1
+bench/gpu_install.sh model m8b
 if [ "${TEST:-1}" = 1 ]; then
   timeout 240 python -m pytest -q -x -p no:cacheprovider -o addopts="-ra --strict-markers" tests/engine/test_cuda_rows.py 2>&1 | tail -4
 fi

@@ -9,8 +9,7 @@ set -uo pipefail
 export PYTHONPATH=/tmp/site:$PWD OLLMLX_MLX_DEVICE=gpu PATH=/tmp/site/bin:$PATH
 out=${OUT:-/tmp}
 for shape in ${SHAPES:-m8b}; do
-  case $shape in m1b) s=llama-3.2-1b ;; m8b) s=llama-3.1-8b ;; esac
-  [ -d /tmp/$shape ] || python bench/make_random_model.py --shape $s --bits 4 --out /tmp/$shape >/dev/null 2>&1
+  bench/gpu_install.sh model "$shape" || continue
   if [ "${PROBE:-1}" = 1 ]; then
     for f in "" --fused; do for n in "" --no-settle; do
       timeout 150 python bench/probe_eval_cost.py --model-dir /tmp/$shape --tokens 128 $f $n 2>&1 | grep -v "transformers\]" \

@@ -11,8 +11,7 @@ if [ "${TEST:-1}" = 1 ]; then
   timeout 300 python -m pytest -q -x -p no:cacheprovider -o addopts="-ra --strict-markers" tests/engine/test_fused_step.py 2>&1 | tail -4
 fi
 for shape in ${SHAPES:-m8b}; do
-  case $shape in m1b) s=llama-3.2-1b ;; m8b) s=llama-3.1-8b ;; *) continue ;; esac
-  [ -d /tmp/$shape ] || python bench/make_random_model.py --shape $s --bits 4 --out /tmp/$shape >/dev/null 2>&1
+  bench/gpu_install.sh model "$shape" 2>/dev/null || continue
   if [ "${PROBE:-1}" = 1 ]; then
     for len in ${LENS:-40 2000}; do for mode in layers whole; do
       OLLMLX_MLX_FUSED=$mode timeout 150 python bench/probe_eval_cost.py --model-dir /tmp/$shape --tokens 128 --fused \
