@@ -231,10 +231,10 @@ def rows_case(n: int, k: int, rows: int, group: int, dtype: str, workdir: Path) 
     x = mx.random.normal((rows, k)).astype(dt)
     want = x.astype(mx.float32) @ dense.T  # type: ignore[attr-defined]
     mlx_err = _err(mx.quantized_matmul(x, q, s, b, transpose=True, group_size=group, bits=4), want)
-    bound = next(m for m in (4, 8, 16, 32) if m >= rows)
+    how = cuda_rows.launch(rows, n, dt, group)  # the template and grid rows_product launches with
     (got,) = emulate(HEADER, cuda_rows.ROWS_SOURCE, [("x", x, True), ("w", q, True), ("s", s, False), ("b", b, False)],
-                     [("out", rows * n, dtype)], [("T", dt), ("GROUP", group), ("MMAX", bound)], 256, -(-n // 32),
-                     workdir)
+                     [("out", rows * n, dtype)], how["template"], how["threadgroup"][0],
+                     how["grid"][0] // how["threadgroup"][0], workdir)
     return _err(got, want), mlx_err
 
 

@@ -119,10 +119,15 @@ def rows_product(layer: Any, x: mx.array) -> mx.array:
     k = x.shape[-1]
     rows = x.size // k
     n = w.shape[0]
-    bound = next(m for m in BUCKETS if m >= rows)
-    out = _kernel()(inputs=[x.reshape(rows, k), w, s, b],
-                    template=[("T", x.dtype), ("GROUP", layer.group_size), ("MMAX", bound)],
-                    grid=(-(-n // 32) * THREADS, 1, 1), threadgroup=(THREADS, 1, 1),
+    out = _kernel()(inputs=[x.reshape(rows, k), w, s, b], **launch(rows, n, x.dtype, layer.group_size),
                     output_shapes=[(rows, n)], output_dtypes=[x.dtype])[0]
     return out.reshape(*x.shape[:-1], n)
+
+
+def launch(rows: int, n: int, dtype: mx.Dtype, group: int) -> dict[str, Any]:
+    """The kernel's template and grid for `rows` input rows and `n` weight rows: a block of 8 warps
+    per 32 weight rows, built for the smallest row bucket that holds `rows`."""
+    bound = next(m for m in BUCKETS if m >= rows)
+    return dict(template=[("T", dtype), ("GROUP", group), ("MMAX", bound)], grid=(-(-n // 32) * THREADS, 1, 1),
+                threadgroup=(THREADS, 1, 1))
 
