@@ -6,11 +6,19 @@
 #                                    made unless complete (its config.json is written last)
 set -euo pipefail
 case "$1" in
-  stash) mkdir -p /tmp/stash && cp .whlA/* /tmp/stash/ ;;
+  # .whlC (optional): the server's pure-Python needs; each is installed only where the image lacks it,
+  # so torch/transformers keep the versions they were built with
+  stash) mkdir -p /tmp/stash/extra && cp .whlA/* /tmp/stash/ && { cp .whlC/* /tmp/stash/extra/ 2>/dev/null || true; } ;;
   install)
-    cat /tmp/stash/part_aa .whlB/part_ab > /tmp/stash/mlx_cuda_13-0.32.4-py3-none-manylinux_2_35_x86_64.whl
+    cat /tmp/stash/part_aa .whlB/part_a[b-z] > /tmp/stash/mlx_cuda_13-0.32.4-py3-none-manylinux_2_35_x86_64.whl
     rm -f /tmp/stash/part_aa
     pip install -q --no-index --no-deps --target /tmp/site /tmp/stash/*.whl
+    for w in /tmp/stash/extra/*.whl; do
+      [ -e "$w" ] || continue
+      dist=$(basename "$w" | cut -d- -f1)
+      python -c "import importlib.metadata as m, sys; m.version(sys.argv[1])" "$dist" 2>/dev/null \
+        || pip install -q --no-index --no-deps --target /tmp/site "$w"
+    done
     PYTHONPATH=/tmp/site python -c "import mlx.core as mx; print('mlx', mx.__version__, mx.default_device())" ;;
   model)
     case "$2" in m1b) shape=llama-3.2-1b ;; m8b) shape=llama-3.1-8b ;; *) echo "no shape $2" >&2; exit 2 ;; esac

@@ -331,39 +331,47 @@ def qkv_rope_case(k: int, heads: int, kv_heads: int, hd: int, pos: int, dtype: s
     return _err(mx.concatenate([q, kk, v]), want)
 
 
-def attend_case(heads: int, kv_heads: int, d: int, pos: int, cap: int, dtype: str, workdir: Path) -> float:
-    """cuda_attention's kernels (one block per head, or split with the merge kernel) against
-    softmax attention in float32 over positions 0..pos, the token's own k and v at pos."""
+def attend_case(heads: int, kv_heads: int, d: int, pos: int, cap: int, dtype: str, workdir: Path,
+                firsts: tuple[int, ...] = (0,)) -> float:
+    """cuda_attention's kernels (one block per sequence and head, or split with the merge kernel)
+    against softmax attention in float32 over positions firsts[b]..pos of each sequence b, the
+    token's own k and v at pos."""
     import mlx.core as mx
 
     from ollmlx.runner.engines.mlx import cuda_attention as ca
 
-    mx.random.seed(heads + d + pos + cap)
+    mx.random.seed(heads + d + pos + cap + len(firsts))
     dt = getattr(mx, dtype)
-    q = mx.random.normal((1, heads, 1, d)).astype(dt)
-    kn, vn = (mx.random.normal((1, kv_heads, 1, d)).astype(dt) for _ in range(2))
-    kc, vc = (mx.random.normal((1, kv_heads, cap, d)).astype(dt) for _ in range(2))
+    batch = len(firsts)
+    q = mx.random.normal((batch, heads, 1, d)).astype(dt)
+    kn, vn = (mx.random.normal((batch, kv_heads, 1, d)).astype(dt) for _ in range(2))
+    kc, vc = (mx.random.normal((batch, kv_heads, cap, d)).astype(dt) for _ in range(2))
     scale = d ** -0.5
-    keys = mx.concatenate([kc[:, :, :pos], kn], axis=2).astype(mx.float32)
-    values = mx.concatenate([vc[:, :, :pos], vn], axis=2).astype(mx.float32)
     rep = heads // kv_heads
-    keys, values = mx.repeat(keys, rep, axis=1), mx.repeat(values, rep, axis=1)
-    w = mx.softmax((q.astype(mx.float32) * scale) @ keys.transpose(0, 1, 3, 2), axis=-1)
-    want = w @ values
+    wants = []
+    for b, first in enumerate(firsts):
+        keys = mx.concatenate([kc[b:b + 1, :, first:pos], kn[b:b + 1]], axis=2).astype(mx.float32)
+        values = mx.concatenate([vc[b:b + 1, :, first:pos], vn[b:b + 1]], axis=2).astype(mx.float32)
+        keys, values = mx.repeat(keys, rep, axis=1), mx.repeat(values, rep, axis=1)
+        w = mx.softmax((q[b:b + 1].astype(mx.float32) * scale) @ keys.transpose(0, 1, 3, 2), axis=-1)
+        wants.append(w @ values)
+    want = mx.concatenate(wants)
     splits = ca.splits(cap)
     inputs = [("qr", q, False), ("kn", kn, False), ("vn", vn, False), ("kc", kc, True), ("vc", vc, False),
-              ("pos", mx.array([pos], dtype=mx.int32), False), ("scale", mx.array([scale], dtype=mx.float32), False)]
+              ("pos", mx.array([pos], dtype=mx.int32), False), ("lp", mx.array(list(firsts), dtype=mx.int32), False),
+              ("scale", mx.array([scale], dtype=mx.float32), False)]
     tmpl = [("T", dt), ("D", d), ("H", heads), ("KVH", kv_heads), ("S", splits)]
+    rows = batch * heads
     if splits == 1:
-        got, kc2, vc2 = emulate(ca.ATTEND_HEADER, ca.ATTEND_SOURCE, inputs, [("out", heads * d, dtype)], tmpl, 256,
-                                heads, workdir, written=("kc", "vc"))
+        got, kc2, vc2 = emulate(ca.ATTEND_HEADER, ca.ATTEND_SOURCE, inputs, [("out", rows * d, dtype)], tmpl, 256,
+                                rows, workdir, written=("kc", "vc"))
     else:
         part, kc2, vc2 = emulate(ca.ATTEND_HEADER, ca.ATTEND_SPLIT_SOURCE, inputs,
-                                 [("out", heads * splits * (d + 2), "float32")], tmpl, 256, heads * splits, workdir,
+                                 [("out", rows * splits * (d + 2), "float32")], tmpl, 256, rows * splits, workdir,
                                  written=("kc", "vc"))
-        (got,) = emulate(ca.ATTEND_HEADER, ca.MERGE_SOURCE, [("part", part, False)], [("out", heads * d, dtype)],
-                         [("T", dt), ("D", d), ("S", splits)], 256, heads, workdir)
-    # the token's key and value land in the buffers at its position, and nothing else changes
+        (got,) = emulate(ca.ATTEND_HEADER, ca.MERGE_SOURCE, [("part", part, False)], [("out", rows * d, dtype)],
+                         [("T", dt), ("D", d), ("S", splits)], 256, rows, workdir)
+    # every sequence's key and value land in its buffers at the position, and nothing else changes
     for before, new, after in ((kc, kn, kc2), (vc, vn, vc2)):
         expect = mx.concatenate([before[:, :, :pos], new, before[:, :, pos + 1:]], axis=2)  # type: ignore[index]
         if not mx.array_equal(after.reshape(expect.shape), expect):  # type: ignore[attr-defined]
@@ -406,6 +414,10 @@ def main() -> None:
             err = attend_case(heads, kv, d, pos, cap, dtype, work)
             report(err <= 0.01, f"attention heads={heads}/{kv} head_dim={d} position={pos} capacity={cap} "
                    f"{dtype}: max |diff| {err:.4f} of max |out|")
+        for heads, kv, d, pos, cap, firsts in ((4, 2, 64, 40, 256, (0, 7, 39)), (4, 1, 64, 900, 1024, (3, 0, 850))):
+            err = attend_case(heads, kv, d, pos, cap, "bfloat16", work, firsts)
+            report(err <= 0.01, f"batched attention heads={heads}/{kv} head_dim={d} position={pos} "
+                   f"capacity={cap} first positions {firsts}: max |diff| {err:.4f} of max |out|")
     sys.exit(1 if failed else 0)
 
 

@@ -48,3 +48,13 @@ def test_qkv_with_rope(tmp_path: Path, k: int, heads: int, kv: int, hd: int, pos
 def test_decode_attention(tmp_path: Path, heads: int, kv: int, d: int, pos: int, cap: int, dtype: str) -> None:
     """Also: the token's key and value written into the buffers in place, at its position only."""
     assert cuda.attend_case(heads, kv, d, pos, cap, dtype, tmp_path) <= 0.005
+
+
+@pytest.mark.parametrize(("heads", "kv", "pos", "cap", "firsts"), [
+    (4, 2, 40, 256, (0, 7, 39)),  # a batch's rows, each from its own left padding (one of one position)
+    (4, 1, 900, 1024, (3, 0, 850))])  # split over blocks; one row's positions in the last block only
+def test_batched_decode_attention(tmp_path: Path, heads: int, kv: int, pos: int, cap: int,
+                                  firsts: tuple[int, ...]) -> None:
+    """Several sequences of a batch (mlx-lm's BatchKVCache layout): each reads its own positions and
+    writes its own token's key and value."""
+    assert cuda.attend_case(heads, kv, 64, pos, cap, "bfloat16", tmp_path, firsts) <= 0.005

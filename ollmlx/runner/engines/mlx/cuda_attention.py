@@ -135,25 +135,30 @@ __device__ __forceinline__ void merge(const float* m, const float* l, int ms, co
 }  // namespace ollmlx
 """
 
-# Shared by both kernels: the block's head, kv head and position range; the new row written.
+# Shared by both kernels: the block's sequence, head, kv head and position range; the new row
+# written. Blocks run sequence by sequence, head by head, split by split. Every sequence writes at
+# the same position (a batch's caches share their length); sequence b's own positions start at
+# lp[b] (its left padding in mlx-lm's BatchKVCache; 0 for a lone stream).
 ATTEND_PROLOGUE = r"""
   constexpr int WARPS = 8;
   __shared__ float sm_m[WARPS];
   __shared__ float sm_l[WARPS];
   __shared__ float sm_acc[WARPS][D];
-  const int head = blockIdx.x / S, split = blockIdx.x % S;
+  const int seq = blockIdx.x / (H * S), head = (blockIdx.x / S) % H, split = blockIdx.x % S;
   const int kvh = head / (H / KVH);
   const int n = pos[0] + 1;
   const size_t cap = kc_shape[2];
-  const int chunk = (n + S - 1) / S;
-  const int start = split * chunk, end = min(n, start + chunk);
-  T* kb = const_cast<T*>(kc) + (size_t)kvh * cap * D;
-  T* vb = const_cast<T*>(vc) + (size_t)kvh * cap * D;
+  const int first = lp[seq];
+  const int chunk = (n - first + S - 1) / S;
+  const int start = first + split * chunk, end = min(n, start + chunk);
+  const size_t qrow = (size_t)seq * H + head, kvrow = (size_t)seq * KVH + kvh;
+  T* kb = const_cast<T*>(kc) + kvrow * cap * D;
+  T* vb = const_cast<T*>(vc) + kvrow * cap * D;
   if (split == 0 && head % (H / KVH) == 0 && threadIdx.x < D) {  // the token's row, in place
-    kb[(size_t)(n - 1) * D + threadIdx.x] = kn[(size_t)kvh * D + threadIdx.x];
-    vb[(size_t)(n - 1) * D + threadIdx.x] = vn[(size_t)kvh * D + threadIdx.x];
+    kb[(size_t)(n - 1) * D + threadIdx.x] = kn[kvrow * D + threadIdx.x];
+    vb[(size_t)(n - 1) * D + threadIdx.x] = vn[kvrow * D + threadIdx.x];
   }
-  ollmlx::attend_block<T, D, WARPS>(qr + (size_t)head * D, kn + (size_t)kvh * D, vn + (size_t)kvh * D, kb, vb,
+  ollmlx::attend_block<T, D, WARPS>(qr + qrow * D, kn + kvrow * D, vn + kvrow * D, kb, vb,
                                     start, end, n, scale[0], sm_m, sm_l, sm_acc);
 """
 
@@ -162,7 +167,7 @@ ATTEND_SOURCE = ATTEND_PROLOGUE + r"""
   if (threadIdx.x < D) {
     float top, den, num;
     ollmlx::merge(sm_m, sm_l, 1, &sm_acc[0][threadIdx.x], D, WARPS, &top, &den, &num);
-    out[(size_t)head * D + threadIdx.x] = ollmlx::Q4<T>::from(num / den);
+    out[qrow * D + threadIdx.x] = ollmlx::Q4<T>::from(num / den);
   }
 """
 
@@ -178,16 +183,16 @@ ATTEND_SPLIT_SOURCE = ATTEND_PROLOGUE + r"""
 """
 
 MERGE_SOURCE = r"""
-  const int head = blockIdx.x;
-  const float* p = part + (size_t)head * S * (D + 2);
+  const size_t row = blockIdx.x;  // sequence * heads + head
+  const float* p = part + row * S * (D + 2);
   if (threadIdx.x < D) {
     float top, den, num;
     ollmlx::merge(p + D, p + D + 1, D + 2, p + threadIdx.x, D + 2, S, &top, &den, &num);
-    out[(size_t)head * D + threadIdx.x] = ollmlx::Q4<T>::from(num / den);
+    out[row * D + threadIdx.x] = ollmlx::Q4<T>::from(num / den);
   }
 """
 
-_INPUTS = ["qr", "kn", "vn", "kc", "vc", "pos", "scale"]
+_INPUTS = ["qr", "kn", "vn", "kc", "vc", "pos", "lp", "scale"]
 
 
 @cache
@@ -209,32 +214,36 @@ def splits(capacity: int) -> int:
 
 
 class DecodeAttention:
-    """softmax(q k^T * scale) v for one token: q (1, heads, 1, head_dim), the token's k and v
-    (1, kv_heads, 1, head_dim), over KV buffers (1, kv_heads, capacity, head_dim) that hold the
-    positions before pos[0]; k and v are written into the buffers at pos[0]. The capacity stays
-    out of the kernels' builds, so growing buffers reuse them."""
+    """softmax(q k^T * scale) v for one token of each of B sequences: q (B, heads, 1, head_dim), the
+    tokens' k and v (B, kv_heads, 1, head_dim), over KV buffers (B, kv_heads, capacity, head_dim)
+    that hold the positions before pos[0]; k and v are written into the buffers at pos[0].
+    Sequence b reads positions from first[b] (its left padding; none when first is None). The
+    capacity and the batch stay out of the kernels' builds, so growing buffers reuse them."""
 
     def __init__(self, heads: int, kv_heads: int, head_dim: int, scale: float, dtype: mx.Dtype) -> None:
         if head_dim % 8 or head_dim > THREADS or heads % kv_heads or 32 % (head_dim // 8):
             raise ValueError(f"no decode attention kernel for head_dim {head_dim}")
         self.heads, self.head_dim, self.dtype = heads, head_dim, dtype
         self._scale = mx.array([scale], dtype=mx.float32)
-        _settled(self._scale)
+        self._none = mx.zeros((1,), dtype=mx.int32)
+        _settled(self._scale, self._none)
         self._template = [("T", dtype), ("D", head_dim), ("H", heads), ("KVH", kv_heads)]
 
     def __call__(self, q: mx.array, k: mx.array, v: mx.array, keys: mx.array, values: mx.array,
-                 pos: mx.array) -> mx.array:
+                 pos: mx.array, first: mx.array | None = None) -> mx.array:
         attend, attend_split, merge = _kernels()
         s = splits(keys.shape[2])
-        inputs = [q, k, v, keys, values, pos, self._scale]
-        shape = (1, self.heads, 1, self.head_dim)
+        batch = q.shape[0]
+        rows = batch * self.heads
+        inputs = [q, k, v, keys, values, pos, self._none if first is None else first, self._scale]
+        shape = (batch, self.heads, 1, self.head_dim)
         if s == 1:
-            return attend(inputs=inputs, template=[*self._template, ("S", 1)], grid=(self.heads * THREADS, 1, 1),
+            return attend(inputs=inputs, template=[*self._template, ("S", 1)], grid=(rows * THREADS, 1, 1),
                           threadgroup=(THREADS, 1, 1), output_shapes=[shape], output_dtypes=[self.dtype])[0]
         part = attend_split(inputs=inputs, template=[*self._template, ("S", s)],
-                            grid=(self.heads * s * THREADS, 1, 1), threadgroup=(THREADS, 1, 1),
-                            output_shapes=[(self.heads * s * (self.head_dim + 2),)],
+                            grid=(rows * s * THREADS, 1, 1), threadgroup=(THREADS, 1, 1),
+                            output_shapes=[(rows * s * (self.head_dim + 2),)],
                             output_dtypes=[mx.float32])[0]
         return merge(inputs=[part], template=[("T", self.dtype), ("D", self.head_dim), ("S", s)],
-                     grid=(self.heads * THREADS, 1, 1), threadgroup=(THREADS, 1, 1), output_shapes=[shape],
+                     grid=(rows * THREADS, 1, 1), threadgroup=(THREADS, 1, 1), output_shapes=[shape],
                      output_dtypes=[self.dtype])[0]

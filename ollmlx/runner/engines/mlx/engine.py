@@ -33,7 +33,7 @@ from mlx_lm.models.cache import (
 
 from ollmlx.runner.context_window import fit_prompt, output_budget, shift_span
 from ollmlx.runner.engine_api import Emit, Inbox, final_chunk
-from ollmlx.runner.engines.mlx import compiled_step
+from ollmlx.runner.engines.mlx import batch_step, compiled_step
 from ollmlx.runner.engines.mlx.constrained import GrammarProcessor, Grammars
 from ollmlx.runner.engines.mlx.loader import LoadedModel
 from ollmlx.runner.engines.mlx.sampling import make_processors, make_sampler
@@ -81,6 +81,7 @@ class MLXEngine:
         self._gen: BatchGenerator | None = None
         self._solo: SoloStream | None = None
         self._solo_seq: _Seq | None = None
+        self._batch_step: batch_step.BatchStep | None = None
         self.solo_tokens = 0  # tokens decoded on the solo path (tests, /info)
         # the solo path trims caches by a token: plain KV caches only (not sliding-window or SSM)
         self.solo_enabled = os.environ.get("OLLMLX_MLX_SOLO", "1") != "0" and all(
@@ -131,8 +132,14 @@ class MLXEngine:
     # -- the engine thread -------------------------------------------------------------------
     def _new_generator(self) -> BatchGenerator:
         stop_tokens = [[e] for e in sorted(self.tok.eos_token_ids)]
+        model: Any = self.loaded.model
+        if batch_step.usable(model):  # CUDA: the batch's decode steps as one compiled call
+            if self._batch_step is None:  # made in the engine thread, which runs its compiled step
+                self._batch_step = batch_step.BatchStep(model)
+            self._batch_step.release()
+            model = batch_step.BatchedModel(model, self._batch_step)
         return BatchGenerator(
-            self.loaded.model,
+            model,
             stop_tokens=stop_tokens,
             completion_batch_size=self.parallel,
             prefill_batch_size=min(self.parallel, 8),
