@@ -12,8 +12,8 @@ measured on an H100, that took the whole step's gain back. The write is safe bec
 only hands this kernel buffers it made itself and holds alone (`fused_step.FusedDecoder`), and
 because every later read of a buffer depends, through the tokens, on the step that wrote it.
 
-A block per query head (and per split of the positions, for long contexts: more blocks to read
-a long cache with). Each lane reads 8 values of a key and a value row, `LPP` lanes a position,
+A block per sequence and query head (and per split of the positions, for long contexts: more
+blocks to read a long cache with); batch_step.py runs a batch's sequences through it at once. Each lane reads 8 values of a key and a value row, `LPP` lanes a position,
 so a warp reads `PPW` positions at once, each lane group with its own running softmax (max, sum,
 weighted values), combined across the warp and then the block. Scores and sums in float32, as
 mlx's attention computes them.
