@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# On the GPU machine (see DEVELOPERS.md recipe): call 1 stashes .whlA, call 2 brings .whlB and installs.
-#   bench/gpu_install.sh stash    (with carry [".whlA"])
+# On the GPU machine (see DEVELOPERS.md recipe): call 1 stashes .whlA (+ .whlC), call 2 brings .whlB and
+# installs. Here: mlx, mlx-lm and the mlx-cuda wheel's first part (`split -b 38000000`: part_aa) in .whlA,
+# its other parts (part_ab, part_ac) in .whlB; .whlC the server's pure-Python needs for Python 3.12
+# (fastapi, starlette, uvicorn, pydantic, opentelemetry-api, annotated-doc, llguidance, rapidfuzz...).
+#   bench/gpu_install.sh stash    (with carry [".whlA", ".whlC"])
 #   bench/gpu_install.sh install  (with carry [".whlB"]), then: export PYTHONPATH=/tmp/site:$PWD
 #   bench/gpu_install.sh model m8b   a random-weight 4-bit Llama-3.1-8B shape in /tmp/m8b (m1b: 3.2-1B),
 #                                    made unless complete (its config.json is written last)

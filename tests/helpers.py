@@ -212,3 +212,22 @@ def run_together(engine: Any, collector: Any, reqs: list[Any], timeout: float = 
     for c in cs:
         assert c.done.wait(timeout), "engine did not finish"
     return cs
+
+
+def tiny_llama(bits: int | None = 4, seed: int = 5, dtype: str = "bfloat16", layers: int = 2) -> Any:
+    """A random mlx-lm Llama (hidden 128, 4 heads over 2 KV heads, vocab 512) in `dtype`, quantized
+    to `bits` (None: dense): the fused and batched CUDA steps' test model."""
+    import mlx.core as mx
+    import mlx.nn as nn
+    from mlx_lm.models import llama
+
+    mx.random.seed(seed)
+    args = llama.ModelArgs(model_type="llama", hidden_size=128, num_hidden_layers=layers, intermediate_size=256,
+                           num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-5,
+                           vocab_size=512, max_position_embeddings=4096, tie_word_embeddings=True)
+    model = llama.Model(args)
+    model.set_dtype(getattr(mx, dtype))
+    if bits is not None:
+        nn.quantize(model, group_size=64, bits=bits)
+    mx.eval(model.parameters())
+    return model

@@ -9,22 +9,11 @@ from typing import Any
 
 import pytest
 
+from helpers import tiny_llama
+
 
 def _llama(bits: int | None = 4, dtype: str = "bfloat16", layers: int = 2) -> Any:
-    import mlx.core as mx
-    import mlx.nn as nn
-    from mlx_lm.models import llama
-
-    mx.random.seed(7)
-    args = llama.ModelArgs(model_type="llama", hidden_size=128, num_hidden_layers=layers, intermediate_size=256,
-                           num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-5,
-                           vocab_size=512, max_position_embeddings=4096, tie_word_embeddings=True)
-    model = llama.Model(args)
-    model.set_dtype(getattr(mx, dtype))
-    if bits is not None:
-        nn.quantize(model, group_size=64, bits=bits)
-    mx.eval(model.parameters())
-    return model
+    return tiny_llama(bits, 7, dtype, layers)
 
 
 def _cuda() -> bool:

@@ -8,22 +8,11 @@ from typing import Any
 
 import pytest
 
+from helpers import tiny_llama
+
 
 def _llama(bits: int | None = 4, seed: int = 5, dtype: str = "bfloat16") -> Any:
-    import mlx.core as mx
-    import mlx.nn as nn
-    from mlx_lm.models import llama
-
-    mx.random.seed(seed)
-    args = llama.ModelArgs(model_type="llama", hidden_size=128, num_hidden_layers=2, intermediate_size=256,
-                           num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-5,
-                           vocab_size=512, max_position_embeddings=4096, tie_word_embeddings=True)
-    model = llama.Model(args)
-    model.set_dtype(getattr(mx, dtype))
-    if bits is not None:
-        nn.quantize(model, group_size=64, bits=bits)
-    mx.eval(model.parameters())
-    return model
+    return tiny_llama(bits, seed, dtype)
 
 
 def _on_cuda() -> bool:
