@@ -32,11 +32,11 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from ollmlx.runner.engines.mlx import decoder_check, fused_step
+from ollmlx.runner.engines.mlx.compiled_step import capacity_for, extend
 
 log = logging.getLogger("ollmlx.runner.mlx")
 
 _VERDICT = "_ollmlx_batch_step_ok"
-_MIN_CAPACITY = 256
 
 
 def enabled() -> bool:
@@ -45,7 +45,7 @@ def enabled() -> bool:
 
 def matches(model: Any) -> bool:
     """mlx-lm Llama blocks with 16-bit activations and heads the attention kernel reads."""
-    from ollmlx.runner.engines.mlx.cuda_kernels import THREADS
+    from ollmlx.runner.engines.mlx.cuda_attention import takes
 
     inner = getattr(model, "model", None)
     layers = getattr(inner, "layers", None)
@@ -56,8 +56,7 @@ def matches(model: Any) -> bool:
         return False
     for layer in layers:
         a = layer.self_attn
-        d = _head_dim(a)
-        if getattr(layer, "use_sliding", False) or d % 8 or d > THREADS or 32 % (d // 8) or a.n_heads % a.n_kv_heads:
+        if getattr(layer, "use_sliding", False) or not takes(a.n_heads, a.n_kv_heads, _head_dim(a)):
             return False
     return True
 
@@ -72,13 +71,6 @@ def supports(cache: list[Any]) -> bool:
 
     return bool(cache) and all(
         type(c) is BatchKVCache and c.keys is not None and c._right_padding is None for c in cache)
-
-
-def _capacity(n: int) -> int:
-    cap = _MIN_CAPACITY
-    while cap < n:
-        cap *= 2
-    return cap
 
 
 class BatchStep:
@@ -151,9 +143,9 @@ class BatchStep:
             c.keys is k and c.values is v for c, (k, v) in zip(cache, self._owned))
         if mine and idx < cache[0].keys.shape[2]:
             return
-        cap = _capacity(idx + 1)
+        cap = capacity_for(idx)
         for c in cache:
-            c.keys, c.values = (_copy_into(b, idx, cap) for b in (c.keys, c.values))
+            c.keys, c.values = (extend(b, idx, cap) for b in (c.keys, c.values))
         self._owned = [(c.keys, c.values) for c in cache]
 
     def release(self) -> None:
@@ -175,13 +167,6 @@ class ReferenceAttention:
         live = (at[None] >= first[:, None]) & (at[None] <= pos)
         o = mx.fast.scaled_dot_product_attention(q, keys, values, scale=self.scale, mask=live[:, None, None, :])
         return o, keys, values
-
-
-def _copy_into(buffer: mx.array, length: int, capacity: int) -> mx.array:
-    b, h, _, d = buffer.shape
-    fresh = mx.zeros((b, h, capacity, d), dtype=buffer.dtype)
-    fresh[..., :length, :] = buffer[..., :length, :]
-    return fresh
 
 
 class BatchedModel:
@@ -235,12 +220,8 @@ def agrees(model: Any, steps: int = 3, reference: bool = False) -> bool:
         step = BatchStep(model, reference=reference)
         for t in range(steps):
             tokens = mx.array([[5 + t], [9 + t], [13 + t]])
-            want = model(tokens, cache=theirs)[:, -1, :].astype(mx.float32)
-            got = step(tokens, ours)[:, -1, :].astype(mx.float32)
-            scale = float(mx.abs(want).max().item()) + 1e-6  # type: ignore[arg-type]
-            err = float(mx.abs(got - want).max().item())  # type: ignore[arg-type]
-            log.info("batched decode step check: max |diff| %.4g of max |logit| %.4g", err, scale)
-            if not err < 0.05 * scale:
+            want = model(tokens, cache=theirs)[:, -1, :]
+            if not decoder_check.close(step(tokens, ours)[:, -1, :], want, "batched decode step"):
                 return False
         return True
     except Exception:

@@ -124,13 +124,19 @@ def reserve(cache: list[KVCache], fresh: bool = False) -> None:
     held = first.keys.shape[2]
     if not fresh and first.offset < held and held >= _MIN_CAPACITY and held & (held - 1) == 0:
         return
-    capacity = max(_MIN_CAPACITY, 1 << first.offset.bit_length())  # > offset: room for one more
+    capacity = capacity_for(first.offset)
     for c in cache:
         assert c.keys is not None and c.values is not None
-        c.keys = _extend(c.keys, c.offset, capacity)
-        c.values = _extend(c.values, c.offset, capacity)
+        c.keys = extend(c.keys, c.offset, capacity)
+        c.values = extend(c.values, c.offset, capacity)
 
 
-def _extend(buffer: mx.array, used: int, capacity: int) -> mx.array:
+def capacity_for(used: int) -> int:
+    """The power-of-two capacity (256 at least) with room for one more token after `used`."""
+    return max(_MIN_CAPACITY, 1 << used.bit_length())
+
+
+def extend(buffer: mx.array, used: int, capacity: int) -> mx.array:
+    """A new (batch, heads, capacity, dim) buffer holding the first `used` positions of `buffer`."""
     tail = mx.zeros((*buffer.shape[:2], capacity - used, buffer.shape[3]), buffer.dtype)
     return mx.concatenate([buffer[..., :used, :], tail], axis=2)

@@ -213,6 +213,12 @@ def splits(capacity: int) -> int:
     return 1 if capacity <= 512 else min(16, capacity // 256)
 
 
+def takes(heads: int, kv_heads: int, head_dim: int) -> bool:
+    """Whether the kernels read these heads: 8 values a lane, a position's lanes within a warp, a
+    value per thread of the block, whole groups of query heads per kv head."""
+    return not (head_dim % 8 or head_dim > THREADS or heads % kv_heads or 32 % (head_dim // 8))
+
+
 class DecodeAttention:
     """softmax(q k^T * scale) v for one token of each of B sequences: q (B, heads, 1, head_dim), the
     tokens' k and v (B, kv_heads, 1, head_dim), over KV buffers (B, kv_heads, capacity, head_dim)
@@ -221,7 +227,7 @@ class DecodeAttention:
     capacity and the batch stay out of the kernels' builds, so growing buffers reuse them."""
 
     def __init__(self, heads: int, kv_heads: int, head_dim: int, scale: float, dtype: mx.Dtype) -> None:
-        if head_dim % 8 or head_dim > THREADS or heads % kv_heads or 32 % (head_dim // 8):
+        if not takes(heads, kv_heads, head_dim):
             raise ValueError(f"no decode attention kernel for head_dim {head_dim}")
         self.heads, self.head_dim, self.dtype = heads, head_dim, dtype
         self._scale = mx.array([scale], dtype=mx.float32)

@@ -22,6 +22,15 @@ def once(model: Any, attr: str, check: Callable[[], bool]) -> bool:
     return bool(verdict)
 
 
+def close(got: mx.array, want: mx.array, name: str) -> bool:
+    """Logits within 5% of the largest logit of the model's own (logged, per check step)."""
+    got, want = got.astype(mx.float32), want.astype(mx.float32)
+    scale = float(mx.abs(want).max().item()) + 1e-6  # type: ignore[arg-type]
+    err = float(mx.abs(got - want).max().item())  # type: ignore[arg-type]
+    log.info("%s check: max |diff| %.4g of max |logit| %.4g", name, err, scale)
+    return err < 0.05 * scale
+
+
 def agrees(model: Any, make_decoder: Callable[[list[Any]], Any], name: str, steps: int = 3) -> bool:
     """Step `make_decoder(cache)` (None: not applicable) and the model's own forward side by side
     after a 4-token prompt: every step's logits within 5% of the largest logit."""
@@ -36,12 +45,8 @@ def agrees(model: Any, make_decoder: Callable[[list[Any]], Any], name: str, step
         if decoder is None:
             return False
         for token in range(5, 5 + steps):
-            want = model(mx.array([[token]]), cache=theirs)[:, -1, :].astype(mx.float32)
-            got = decoder.forward(mx.array([token])).astype(mx.float32)
-            scale = float(mx.abs(want).max().item()) + 1e-6  # type: ignore[arg-type]
-            err = float(mx.abs(got - want).max().item())  # type: ignore[arg-type]
-            log.info("%s check: max |diff| %.4g of max |logit| %.4g", name, err, scale)
-            if not err < 0.05 * scale:
+            want = model(mx.array([[token]]), cache=theirs)[:, -1, :]
+            if not close(decoder.forward(mx.array([token])), want, name):
                 return False
         return True
     except Exception:  # a primitive the backend lacks, a kernel that does not build
