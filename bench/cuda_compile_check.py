@@ -94,9 +94,9 @@ def kernels() -> list[tuple[str, str]]:
 
     for t in ("bfloat16", "float16"):
         for bound in cuda_rows.BUCKETS:
-            out.append((f"qmm_rows_{t}_{bound}", source("rows", ck.HEADER, cuda_rows.ROWS_SOURCE, [
+            out.append((f"qmm_rows_{t}_{bound}", source("rows", cuda_rows.ROWS_HEADER, cuda_rows.ROWS_SOURCE, [
                 ("x", t, True), ("w", "uint32", True), ("s", t, False), ("b", t, False)], [("out", t)],
-                [("T", t), ("GROUP", 64), ("MMAX", bound)])))
+                cuda_rows.launch(bound, 4096, t, 64)["template"])))
     return out
 
 

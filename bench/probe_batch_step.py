@@ -58,12 +58,14 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=48)
     ap.add_argument("--flatten", action="store_true", help="ollmlx's flattened rows (one product per step)")
     ap.add_argument("--batch-step", action="store_true", help="also BatchGenerator through batch_step.py")
+    ap.add_argument("--rows-kernel", action="store_true", help="2-32 row products through cuda_rows.py (with --flatten)")
     args = ap.parse_args()
     model, _, config = load_model(args.model_dir)
     if args.flatten:
-        from ollmlx.runner.engines.mlx.flat_rows import flatten_quantized_rows
+        from ollmlx.runner.engines.mlx.flat_rows import flatten_quantized_rows, set_rows_kernel
 
         flatten_quantized_rows(model)
+        set_rows_kernel(args.rows_kernel)
     vocab = int(config.get("vocab_size", 32000))
     report: dict[str, object] = {}
     batched = None

@@ -1,5 +1,6 @@
 """The few-row 4-bit kernel (cuda_rows.py) against mlx-cuda's `quantized_matmul` on one GPU, in
-one process: µs per product for 8B-shaped layers at 1-32 input rows, then a model's batched
+one process: µs per product for 8B-shaped layers at 1-32 input rows (1, 2 and 4 weight tiles per
+block), then a model's batched
 decode (raw BatchGenerator, flattened layers) and a warm turn's forward (28 new tokens over a
 cached 1,900-token prefix) with the kernel off and on.
 
@@ -16,10 +17,28 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-SHAPES = {"q/o": (4096, 4096), "kv": (1024, 4096), "gate/up": (14336, 4096), "down": (4096, 14336)}
+SHAPES = {"q/o": (4096, 4096), "kv": (1024, 4096), "gate/up": (14336, 4096), "down": (4096, 14336),
+          "head": (128256, 4096)}
+ROWS = (1, 2, 4, 8, 16, 17, 32)
+
+
+def _best_us(fn: object, layers: list[object]) -> float:
+    import mlx.core as mx
+
+    best = float("inf")
+    for _ in range(4):
+        outs = [fn(lay) for lay in layers]  # type: ignore[operator]
+        mx.synchronize()
+        t = time.perf_counter()
+        mx.eval(outs)
+        mx.synchronize()
+        best = min(best, (time.perf_counter() - t) / len(layers))
+    return round(best * 1e6, 1)
 
 
 def products(report: dict[str, object]) -> None:
+    """µs per product, mlx's quantized_matmul against the kernel at 1, 2 and 4 weight tiles per
+    block, and the bytes-per-second the best of them reads the weights at."""
     import mlx.core as mx
 
     from ollmlx.runner.engines.mlx import cuda_rows
@@ -29,26 +48,26 @@ def products(report: dict[str, object]) -> None:
 
     for name, (n, k) in SHAPES.items():
         layers = []
-        for _ in range(8):  # more bytes than the L2 cache
+        for _ in range(2 if name == "head" else 8):  # more bytes than the L2 cache
             q, s, b = mx.quantize(mx.random.normal((n, k)).astype(mx.bfloat16) * 0.05, group_size=64, bits=4)
             layers.append(Layer(weight=q, scales=s, biases=b))
         mx.eval([list(lay.values()) for lay in layers])
-        for rows in (2, 8, 16, 28, 32):
+        nbytes = n * k // 2 + 2 * n * (k // 64) * 2
+        for rows in ROWS:
             x = mx.random.normal((rows, k)).astype(mx.bfloat16)
             mx.eval(x)
-            row = {}
-            for label, fn in (("qmm", lambda lay, x=x: mx.quantized_matmul(
-                    x, lay["weight"], lay["scales"], lay["biases"], transpose=True, group_size=64, bits=4)),
-                              ("rows", lambda lay, x=x: cuda_rows.rows_product(lay, x))):
-                best = float("inf")
-                for _ in range(4):
-                    outs = [fn(lay) for lay in layers]
-                    mx.synchronize()
-                    t = time.perf_counter()
-                    mx.eval(outs)
-                    mx.synchronize()
-                    best = min(best, (time.perf_counter() - t) / len(layers))
-                row[label] = round(best * 1e6, 1)
+            row: dict[str, float] = {"qmm": _best_us(lambda lay, x=x: mx.quantized_matmul(
+                x, lay["weight"], lay["scales"], lay["biases"], transpose=True, group_size=64, bits=4), layers)}
+            for tiles in (1, 2, 4):
+                row[f"mma x{tiles}"] = _best_us(lambda lay, x=x, t=tiles: cuda_rows.rows_product(lay, x, t), layers)
+            if rows == 1 or rows == 16:
+                want = mx.quantized_matmul(x, layers[0]["weight"], layers[0]["scales"], layers[0]["biases"],
+                                           transpose=True, group_size=64, bits=4).astype(mx.float32)
+                got = cuda_rows.rows_product(layers[0], x).astype(mx.float32)
+                row["max |diff| / max |out|"] = round((mx.abs(got - want).max() / mx.abs(want).max()).item(), 5)
+            best = min(v for key, v in row.items() if key.startswith("mma"))
+            row["mma GB/s"] = round(nbytes / best / 1e3, 1)
+            row["default tiles"] = cuda_rows.tiles_for(n)
             report[f"{name} {rows} rows us"] = row
             print(name, rows, row, flush=True)
 

@@ -31,6 +31,7 @@ PRELUDE = r"""
 #include <thread>
 #include <vector>
 #include <algorithm>
+#include <type_traits>
 using std::min; using std::max;
 #define __device__
 #define __global__
@@ -39,6 +40,7 @@ using std::min; using std::max;
 #define __shared__ static
 #define sincosf emu_sincosf
 struct uint4 { uint32_t x, y, z, w; };
+struct uint2 { uint32_t x, y; };
 inline uint4 make_uint4(uint32_t x, uint32_t y, uint32_t z, uint32_t w) { return {x, y, z, w}; }
 struct dim3 { unsigned x = 1, y = 1, z = 1; };
 thread_local dim3 threadIdx, blockIdx;
@@ -51,7 +53,7 @@ inline float __expf(float x) { return std::exp(x); }
 inline float rsqrtf(float x) { return 1.f / std::sqrt(x); }
 inline void sincosf(float x, float* s, float* c) { *s = std::sin(x); *c = std::cos(x); }
 // a warp's lanes swap values through a per-warp slot array between two warp-wide barriers
-struct Warp { std::barrier<>* bar; float vals[32]; };
+struct Warp { std::barrier<>* bar; float vals[32]; uint32_t a[32][4], b[32][2]; };
 Warp* block_warps;
 inline float __shfl_xor_sync(unsigned, float v, int o) {
   const int lane = threadIdx.x & 31;
@@ -111,6 +113,33 @@ inline float2 __half22float2(__half2 a) { return {__half2float(a.x), __half2floa
 PAIR_OPS(__nv_bfloat162, __nv_bfloat16, __bfloat162float, __float2bfloat16)
 PAIR_OPS(__half2, __half, __half2float, __float2half)
 using Shape = std::array<int32_t, 8>;
+// mma.sync.m16n8k16 (row.col, float32 accumulators) over a warp's fragments, as the PTX ISA lays
+// them out (lane = 4g + t): each lane posts its a and b registers, then computes its own c.
+#define OLLMLX_MMA_DEFINED
+namespace ollmlx {
+template <typename T>
+inline void mma16816(float* c, const uint32_t* a, const uint32_t* b) {
+  constexpr bool bf = std::is_same_v<T, __nv_bfloat16>;
+  const int lane = threadIdx.x & 31;
+  Warp& w = block_warps[threadIdx.x >> 5];
+  for (int i = 0; i < 4; ++i) w.a[lane][i] = a[i];
+  w.b[lane][0] = b[0]; w.b[lane][1] = b[1];
+  w.bar->arrive_and_wait();
+  auto half = [](uint32_t reg, int e) { return uint16_t(e ? reg >> 16 : reg & 0xffff); };
+  const int g = lane >> 2, t = lane & 3;
+  for (int i = 0; i < 4; ++i) {
+    const int row = g + 8 * (i >> 1), col = 2 * t + (i & 1);
+    float sum = 0.f;
+    for (int k = 0; k < 16; ++k) {
+      const float av = bits_to_f(half(w.a[4 * (row & 7) + (k & 7) / 2][(row >> 3) + 2 * (k >> 3)], k & 1), bf);
+      const float bv = bits_to_f(half(w.b[4 * col + (k & 7) / 2][k >> 3], k & 1), bf);
+      sum += av * bv;
+    }
+    c[i] += sum;
+  }
+  w.bar->arrive_and_wait();
+}
+}  // namespace ollmlx
 """
 
 
@@ -216,14 +245,20 @@ def _quantized(n: int, k: int, group: int, dt: object) -> tuple[object, object, 
     return q, s, b, dense
 
 
-def rows_case(n: int, k: int, rows: int, group: int, dtype: str, workdir: Path) -> tuple[float, float]:
+# (weight rows, K, input rows, group, dtype, 16-row tiles per block): partial blocks and tiles,
+# fewer chunks than warps, 1 to 32 input rows, every group size, both 16-bit dtypes
+ROWS_CASES = [(96, 256, 5, 64, "bfloat16", 4), (40, 1536, 2, 32, "bfloat16", None), (64, 17408, 28, 128, "bfloat16", 2),
+              (48, 576, 16, 64, "float16", None), (32, 1024, 32, 64, "bfloat16", None), (128, 512, 1, 64, "float16", 4)]
+
+
+def rows_case(n: int, k: int, rows: int, group: int, dtype: str, workdir: Path,
+              tiles: int | None = None) -> tuple[float, float]:
     """The few-row kernel on random 4-bit weights: its largest difference from the product in
     float32, relative to the largest output, and mx.quantized_matmul's on this CPU (which
     rounds as it goes in 16 bits)."""
     import mlx.core as mx
 
     from ollmlx.runner.engines.mlx import cuda_rows
-    from ollmlx.runner.engines.mlx.cuda_kernels import HEADER
 
     mx.random.seed(n + k + rows + group)
     dt = getattr(mx, dtype)
@@ -231,8 +266,8 @@ def rows_case(n: int, k: int, rows: int, group: int, dtype: str, workdir: Path) 
     x = mx.random.normal((rows, k)).astype(dt)
     want = x.astype(mx.float32) @ dense.T  # type: ignore[attr-defined]
     mlx_err = _err(mx.quantized_matmul(x, q, s, b, transpose=True, group_size=group, bits=4), want)
-    how = cuda_rows.launch(rows, n, dt, group)  # the template and grid rows_product launches with
-    (got,) = emulate(HEADER, cuda_rows.ROWS_SOURCE, [("x", x, True), ("w", q, True), ("s", s, False), ("b", b, False)],
+    how = cuda_rows.launch(rows, n, dt, group, tiles)  # the template and grid rows_product launches with
+    (got,) = emulate(cuda_rows.ROWS_HEADER, cuda_rows.ROWS_SOURCE, [("x", x, True), ("w", q, True), ("s", s, False), ("b", b, False)],
                      [("out", rows * n, dtype)], how["template"], how["threadgroup"][0],
                      how["grid"][0] // how["threadgroup"][0], workdir)
     return _err(got, want), mlx_err
@@ -389,10 +424,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        for n, k, rows, group, dtype in ((96, 256, 5, 64, "bfloat16"), (40, 1536, 2, 32, "bfloat16"),
-                                         (64, 17408, 28, 128, "bfloat16"), (33, 576, 16, 64, "float16"),
-                                         (32, 1024, 32, 64, "bfloat16")):
-            err, mlx_err = rows_case(n, k, rows, group, dtype, work)
+        for n, k, rows, group, dtype, tiles in ROWS_CASES:
+            err, mlx_err = rows_case(n, k, rows, group, dtype, work, tiles)
             report(err <= max(0.01, 1.5 * mlx_err), f"rows kernel N={n} K={k} rows={rows} group={group} {dtype}: "
                    f"max |diff| {err:.4f} of max |out| (mx.quantized_matmul here {mlx_err:.4f})")
         for k, ns, group, dtype, per_warp in ((512, (256, 64, 64), 64, "bfloat16", None),

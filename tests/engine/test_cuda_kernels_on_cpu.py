@@ -13,11 +13,9 @@ import pytest
 from emulators import cuda
 
 
-@pytest.mark.parametrize(("n", "k", "rows", "group", "dtype"), [
-    (96, 256, 5, 64, "bfloat16"), (40, 1536, 2, 32, "bfloat16"), (64, 17408, 28, 128, "bfloat16"),
-    (33, 576, 16, 64, "float16"), (32, 1024, 32, 64, "bfloat16")])
-def test_few_row_product(tmp_path: Path, n: int, k: int, rows: int, group: int, dtype: str) -> None:
-    err, _ = cuda.rows_case(n, k, rows, group, dtype, tmp_path)
+@pytest.mark.parametrize(("n", "k", "rows", "group", "dtype", "tiles"), cuda.ROWS_CASES)
+def test_few_row_product(tmp_path: Path, n: int, k: int, rows: int, group: int, dtype: str, tiles: int | None) -> None:
+    err, _ = cuda.rows_case(n, k, rows, group, dtype, tmp_path, tiles)
     assert err <= 0.006  # bf16 output rounding is 0.4% of a value
 
 

@@ -1,14 +1,25 @@
-"""4-bit affine-quantized products of a few input rows on CUDA (`mx.fast.cuda_kernel`).
+"""4-bit affine-quantized products of a few input rows on CUDA tensor cores (`mx.fast.cuda_kernel`).
 
 mlx-cuda's `quantized_matmul` runs a product of 2-32 input rows through its tile kernel (qmm),
 padded to a 16-row tile, and it is slow there: 28 rows through an 8B shape's down projection
 take 3.9x the time of one row (bench/RESULTS.md "Few-row quantized products"). Those products
-are a batched decode step (one row per stream) and a warm turn's few new prompt tokens. Here
-each lane owns one weight row and reads it once for every input row: the block's warps take
-turns over the row's 32-value chunks, the input rows sit in shared memory (read by every lane
-at the same address, one broadcast), and the nibbles become 16-bit pairs with a mask and one
-subtraction, then one packed FMA per pair and input row (cuda_kernels.py's `word_dot`, codes
-centred); the 16-bit sums of 8 products add up in float32.
+are a batched decode step (one row per stream) and a warm turn's few new prompt tokens. A
+CUDA-core kernel (one FMA per weight and input row) loses to qmm past 2 rows: at 16 rows an 8B
+step is ~256 GFLOP. Here the products run on tensor cores, `mma.sync.m16n8k16`, with the weight
+as the 16-row operand and the input rows as the 8-column one, so 1-8 input rows cost one mma per
+16 weight rows and 16 values of K:
+
+- A block of 8 warps owns one to four 16-row tiles of weight rows (four where the layer is wide
+  enough: each input value a lane reads then feeds four mmas); its warps take turns over the
+  rows' 64-value chunks (the K axis) and add their partial sums in shared memory in a fixed
+  order at the end, so results do not depend on timing.
+- A lane reads two packed words (16 values) of each of its weight rows (two per tile) per chunk, the next
+  chunk's words in flight while it computes the current one. The nibbles become 16-bit pairs
+  with a mask and one subtraction (cuda_kernels.py's exponent trick), then one packed FMA with
+  the group's scale and bias: the weight exactly as `mx.dequantize` gives it in 16 bits.
+- A dot product does not care in which order K is summed, so each lane feeds the mma the pairs
+  (0,4) (1,5) (2,6) (3,7) that masking a word yields, and reads the same pairs of the input
+  rows (one 16-byte load per input row and word, and a byte permute): no shuffles, no staging.
 """
 
 from __future__ import annotations
@@ -21,113 +32,195 @@ import mlx.core as mx
 from ollmlx.runner.engines.mlx.cuda_kernels import HEADER, THREADS, reads_weights
 
 MAX_ROWS = 32
-BUCKETS = (4, 8, 16, 32)  # kernels built per input-row bound; the row count itself is read at run time
+BUCKETS = (8, 16, 32)  # kernels built per input-row bound (8-column mma tiles); rows are read at run time
 
-# x (M, K) in shared memory per K tile: KT values of every input row, 32 KB at most.
+# The mma and its fragments (PTX ISA, "Matrix Fragments for mma.m16n8k16"): lane = 4 * g + t.
+# a: weight rows g and g + 8 at K columns (2t, 2t+1) and (2t+8, 2t+9); b: input row g at the same
+# columns; c: weight rows g and g + 8 at input rows 2t and 2t + 1. A CPU emulation defines
+# OLLMLX_MMA_DEFINED and its own mma16816 (tests/emulators/cuda.py).
+MMA_HEADER = r"""
+namespace ollmlx {
+#ifndef OLLMLX_MMA_DEFINED
+template <typename T> __device__ __forceinline__ void mma16816(float* c, const uint32_t* a, const uint32_t* b);
+template <> __device__ __forceinline__ void mma16816<__nv_bfloat16>(float* c, const uint32_t* a, const uint32_t* b) {
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+template <> __device__ __forceinline__ void mma16816<__half>(float* c, const uint32_t* a, const uint32_t* b) {
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+#endif
+}  // namespace ollmlx
+"""
+ROWS_HEADER = HEADER + MMA_HEADER
+
 ROWS_SOURCE = r"""
   using P = ollmlx::Q4<T>;
-  constexpr int WARPS = 8;
-  constexpr int KT = 16384 / MMAX;          // K values per tile
-  constexpr int TU = KT / 32;               // 32-value chunks per tile
-  __shared__ uint4 xs[MMAX * TU * 4];       // [m][chunk][word]: a word's pairs (0,4) (1,5) (2,6) (3,7)
-  __shared__ float xsum[MMAX * TU];         // [m][chunk]: the chunk's sum (times the group bias)
+  using T2 = typename P::T2;
+  constexpr int WARPS = 8;                  // 8 warps over K; NT 16-row tiles of weight rows
+  __shared__ float red[WARPS * MT * 8 * 16];  // one tile's partial sums: [warp][input row][tile row]
   const int M = x_shape[0], K = x_shape[1], N = w_shape[0];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int row = blockIdx.x * 32 + lane;
-  const bool live = row < N;
-  const int wrow = live ? row : N - 1;
-  const uint4* wp = reinterpret_cast<const uint4*>(w) + (size_t)wrow * (K / 32);
-  const T* sp = s + (size_t)wrow * (K / GROUP);
-  const T* bp = b + (size_t)wrow * (K / GROUP);
-  float acc[MMAX];
+  const int g = lane >> 2, t = lane & 3;
+  const int base = blockIdx.x * (16 * NT);  // NT: a template constant
+  const int KW = K / 8, KG = K / GROUP, C = K / 64;
+  const uint16_t* s16 = reinterpret_cast<const uint16_t*>(s);
+  const uint16_t* b16 = reinterpret_cast<const uint16_t*>(b);
+  const T2 magic = ollmlx::as2<T2>(P::MAGIC);
+  // this lane's weight rows: tile r, row g (h = 0) or g + 8 (h = 1)
+  const uint2* wrow[NT][2];
+  int srow[NT][2];
 #pragma unroll
-  for (int m = 0; m < MMAX; ++m) acc[m] = 0.f;
-  for (int k0 = 0; k0 < K; k0 += KT) {
-    const int tu = min(TU, (K - k0) / 32);
-    __syncthreads();  // the previous tile is read
-    for (int i = threadIdx.x; i < M * tu; i += blockDim.x) {
-      const int m = i / tu, c = i % tu;
-      const uint4* xv = reinterpret_cast<const uint4*>(x + (size_t)m * K + k0) + c * 4;
-      float sum = 0.f;
+  for (int r = 0; r < NT; ++r) {
 #pragma unroll
-      for (int a = 0; a < 4; ++a) sum += ollmlx::pair_word<T>(xv[a], &xs[(m * TU + c) * 4 + a]);
-      xsum[m * TU + c] = sum;
+    for (int h = 0; h < 2; ++h) {
+      const int row = min(base + 16 * r + g + 8 * h, N - 1);
+      wrow[r][h] = reinterpret_cast<const uint2*>(w + (size_t)row * KW) + t;
+      srow[r][h] = row * KG;
     }
-    __syncthreads();
-    // each warp's next chunk is loaded while it computes the current one (one load in flight
-    // per warp otherwise: a few chunks per tile leave the weights' latency exposed)
-    uint4 wq = warp < tu ? __ldg(wp + k0 / 32 + warp) : make_uint4(0u, 0u, 0u, 0u);
-    for (int c = warp; c < tu; c += WARPS) {
-      const int chunk = k0 / 32 + c;
-      const uint4 wnext = c + WARPS < tu ? __ldg(wp + chunk + WARPS) : wq;
-      const int g = (chunk * 32) / GROUP;
-      const float sc = P::f(sp[g]), bi = P::f(bp[g]);
-      const uint32_t words[4] = {wq.x, wq.y, wq.z, wq.w};
-      float d[MMAX];
+  }
+  float acc[NT][MT][4];
 #pragma unroll
-      for (int m = 0; m < MMAX; ++m) d[m] = 0.f;
+  for (int r = 0; r < NT; ++r)
 #pragma unroll
-      for (int a = 0; a < 4; ++a) {
+    for (int m = 0; m < MT; ++m)
 #pragma unroll
-        for (int m = 0; m < MMAX; ++m) {
-          if (m < M) d[m] += ollmlx::word_dot<T>(words[a], xs[(m * TU + c) * 4 + a]);
+      for (int i = 0; i < 4; ++i) acc[r][m][i] = 0.f;
+  uint2 wq[NT][2];
+  uint32_t sc[NT][2], bi[NT][2];
+  auto load = [&](int c, uint2 (&wq)[NT][2], uint32_t (&sc)[NT][2], uint32_t (&bi)[NT][2]) {
+    const int grp = (c * 64 + t * 16) / GROUP;
+#pragma unroll
+    for (int r = 0; r < NT; ++r) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        wq[r][h] = __ldg(wrow[r][h] + 4 * c);  // words 8c + 2t and 8c + 2t + 1
+        const uint32_t sv = __ldg(s16 + srow[r][h] + grp), bv = __ldg(b16 + srow[r][h] + grp);
+        sc[r][h] = sv | (sv << 16);
+        bi[r][h] = bv | (bv << 16);
+      }
+    }
+  };
+  if (warp < C) load(warp, wq, sc, bi);
+  for (int c = warp; c < C; c += WARPS) {
+    uint2 nq[NT][2];
+    uint32_t ns[NT][2], nb[NT][2];
+    if (c + WARPS < C) load(c + WARPS, nq, ns, nb);
+    // the input rows' pairs at this lane's K columns: input row 8m + g, words 8c + 2t + d
+    uint32_t xp[MT][2][4];
+#pragma unroll
+    for (int m = 0; m < MT; ++m) {
+      const int row = 8 * m + g;
+#pragma unroll
+      for (int d = 0; d < 2; ++d) {
+        const uint4 v = row < M ? __ldg(reinterpret_cast<const uint4*>(x + (size_t)row * K) + 8 * c + 2 * t + d)
+                                : make_uint4(0u, 0u, 0u, 0u);
+        xp[m][d][0] = __byte_perm(v.x, v.z, 0x5410);  // values 0 and 4
+        xp[m][d][1] = __byte_perm(v.x, v.z, 0x7632);  // 1 and 5
+        xp[m][d][2] = __byte_perm(v.y, v.w, 0x5410);  // 2 and 6
+        xp[m][d][3] = __byte_perm(v.y, v.w, 0x7632);  // 3 and 7
+      }
+    }
+#pragma unroll
+    for (int d = 0; d < 2; ++d) {
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int i0 = 2 * half, i1 = 2 * half + 1;  // the two pairs this mma takes of word d
+#pragma unroll
+        for (int r = 0; r < NT; ++r) {
+          uint32_t a[4];
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const uint32_t word = d ? wq[r][h].y : wq[r][h].x;
+            const T2 s2 = ollmlx::as2<T2>(sc[r][h]), b2 = ollmlx::as2<T2>(bi[r][h]);
+            const T2 q0 = __hsub2(ollmlx::as2<T2>(((word >> (4 * i0)) & 0x000F000Fu) | P::MAGIC), magic);
+            const T2 q1 = __hsub2(ollmlx::as2<T2>(((word >> (4 * i1)) & 0x000F000Fu) | P::MAGIC), magic);
+            a[h] = ollmlx::asu<T2>(__hfma2(q0, s2, b2));      // a0 (row g), a1 (row g + 8)
+            a[2 + h] = ollmlx::asu<T2>(__hfma2(q1, s2, b2));  // a2, a3: the columns 8 further
+          }
+#pragma unroll
+          for (int m = 0; m < MT; ++m) {
+            const uint32_t bf[2] = {xp[m][d][i0], xp[m][d][i1]};
+            ollmlx::mma16816<T>(acc[r][m], a, bf);
+          }
         }
       }
+    }
+    if (c + WARPS < C) {
 #pragma unroll
-      for (int m = 0; m < MMAX; ++m) {
-        if (m < M) acc[m] += sc * d[m] + (bi + 8.f * sc) * xsum[m * TU + c];
+      for (int r = 0; r < NT; ++r) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          wq[r][h] = nq[r][h];
+          sc[r][h] = ns[r][h];
+          bi[r][h] = nb[r][h];
+        }
       }
-      wq = wnext;
     }
   }
-  // the warps' partial sums over their chunks, added per (input row, weight row)
-  __syncthreads();
-  float* red = reinterpret_cast<float*>(xs);  // [warp][m][lane], 32 KB at most
+  // the warps' partial sums, tile by tile, added in warp order
 #pragma unroll
-  for (int m = 0; m < MMAX; ++m) {
-    if (m < M) red[(warp * MMAX + m) * 32 + lane] = acc[m];
-  }
-  __syncthreads();
-  for (int i = threadIdx.x; i < M * 32; i += blockDim.x) {
-    const int m = i / 32, r = i % 32;
-    float v = 0.f;
+  for (int r = 0; r < NT; ++r) {
+    __syncthreads();
 #pragma unroll
-    for (int k = 0; k < WARPS; ++k) v += red[(k * MMAX + m) * 32 + r];
-    const int n = blockIdx.x * 32 + r;
-    if (n < N) out[(size_t)m * N + n] = P::from(v);
+    for (int m = 0; m < MT; ++m) {
+      float* o = red + (warp * MT + m) * 128;
+      o[(2 * t) * 16 + g] = acc[r][m][0];
+      o[(2 * t + 1) * 16 + g] = acc[r][m][1];
+      o[(2 * t) * 16 + g + 8] = acc[r][m][2];
+      o[(2 * t + 1) * 16 + g + 8] = acc[r][m][3];
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < MT * 128; i += blockDim.x) {
+      float v = 0.f;
+#pragma unroll
+      for (int k = 0; k < WARPS; ++k) v += red[k * MT * 128 + i];
+      const int m = i >> 4, n = base + 16 * r + (i & 15);
+      if (m < M && n < N) out[(size_t)m * N + n] = P::from(v);
+    }
   }
 """
 
 
 @cache
 def _kernel() -> Any:
-    return mx.fast.cuda_kernel(name="ollmlx_qmm_rows", input_names=["x", "w", "s", "b"], output_names=["out"],
-                               source=ROWS_SOURCE, header=HEADER)
+    return mx.fast.cuda_kernel(name="ollmlx_qmm_rows_mma", input_names=["x", "w", "s", "b"], output_names=["out"],
+                               source=ROWS_SOURCE, header=ROWS_HEADER)
 
 
 def usable(layer: Any, x: mx.array) -> bool:
     """A layer these kernels read, with an input of 2 to 32 rows in its scales' dtype."""
     rows = x.size // x.shape[-1]
     return (2 <= rows <= MAX_ROWS and reads_weights(layer) and x.dtype == layer["scales"].dtype
-            and x.dtype in (mx.bfloat16, mx.float16) and x.shape[-1] % 32 == 0)
+            and x.dtype in (mx.bfloat16, mx.float16) and x.shape[-1] % 64 == 0)
 
 
-def rows_product(layer: Any, x: mx.array) -> mx.array:
+def rows_product(layer: Any, x: mx.array, tiles: int | None = None) -> mx.array:
     """x (..., K) @ W^T for a 4-bit affine-quantized layer (weight, scales, biases), as
-    `mx.quantized_matmul` computes it, for 2 to 32 rows of x."""
+    `mx.quantized_matmul` computes it, for up to 32 rows of x (`tiles`: launch's)."""
     w, s, b = layer["weight"], layer["scales"], layer["biases"]
     k = x.shape[-1]
     rows = x.size // k
     n = w.shape[0]
-    out = _kernel()(inputs=[x.reshape(rows, k), w, s, b], **launch(rows, n, x.dtype, layer.group_size),
+    out = _kernel()(inputs=[x.reshape(rows, k), w, s, b], **launch(rows, n, x.dtype, layer.group_size, tiles),
                     output_shapes=[(rows, n)], output_dtypes=[x.dtype])[0]
     return out.reshape(*x.shape[:-1], n)
 
 
-def launch(rows: int, n: int, dtype: mx.Dtype, group: int) -> dict[str, Any]:
-    """The kernel's template and grid for `rows` input rows and `n` weight rows: a block of 8 warps
-    per 32 weight rows, built for the smallest row bucket that holds `rows`."""
-    bound = next(m for m in BUCKETS if m >= rows)
-    return dict(template=[("T", dtype), ("GROUP", group), ("MMAX", bound)], grid=(-(-n // 32) * THREADS, 1, 1),
-                threadgroup=(THREADS, 1, 1))
+def tiles_for(n: int) -> int:
+    """16-row weight tiles per block: four (each input value a lane reads feeds four mmas) where
+    that still gives an H100's 132 SMs about two blocks each, fewer for narrow layers."""
+    return 4 if n >= 64 * 224 else 2 if n >= 32 * 200 else 1
 
+
+def launch(rows: int, n: int, dtype: mx.Dtype, group: int, tiles: int | None = None) -> dict[str, Any]:
+    """The kernel's template and grid for `rows` input rows and `n` weight rows: a block of 8 warps
+    per `tiles` 16-row tiles of weight rows, built for the smallest row bucket (8-column tiles)
+    that holds `rows`."""
+    bound = next(m for m in BUCKETS if m >= rows)
+    nt = tiles or tiles_for(n)
+    return dict(template=[("T", dtype), ("GROUP", group), ("MT", bound // 8), ("NT", nt)],
+                grid=(-(-n // (16 * nt)) * THREADS, 1, 1), threadgroup=(THREADS, 1, 1))
