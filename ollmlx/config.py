@@ -266,7 +266,7 @@ ENV_DOCS: dict[str, tuple[str, str]] = {
     "OLLMLX_MLX_FLAT_ROWS": ("1", "Batched MLX decoding runs one quantized product per layer (0: one per sequence)"),
     "OLLMLX_MLX_DEQUANT_ROWS": ("128- on CUDA", "Quantized products of this many rows (lo-hi, lo-) dequantize and run dense (0: never)"),
     "OLLMLX_MLX_DENSE_COPY": ("0", "Keep a 16-bit copy of quantized MLX weights for multi-row products (1: on; 4x the weights' memory)"),
-    "OLLMLX_MLX_ROWS_KERNEL": ("0", "Quantized MLX products of 2-32 rows through ollmlx's CUDA kernel (1: on; experimental: faster at 2 rows only, measured on an H100)"),
+    "OLLMLX_MLX_ROWS_KERNEL": ("1 on CUDA", "Quantized MLX products of 2-32 rows (batched decode steps, short prompts) through ollmlx's tensor-core kernel (0: mlx's qmm)"),
     "OLLMLX_MLX_BATCH_FUSED": ("1", "MLX batched decode steps as one compiled call around ollmlx's CUDA attention kernel (Llama-family models on CUDA; 0: off)"),
     "OLLMLX_MLX_FUSED": ("1", "MLX solo decode steps through ollmlx's fused CUDA kernels, the whole step as one compiled call (4-bit Llama-family models on CUDA; layers: one call per layer; 0: off)"),
     "OLLMLX_MLX_COMPILE": ("0", "MLX solo decode steps through mx.compile (1: on; +3% served on a CPU, slower on CUDA)"),

@@ -78,3 +78,20 @@ def test_a_flattened_layer_takes_the_kernel_for_a_batched_step() -> None:
         set_rows_kernel(False)
     assert got.shape == want.shape == (12, 1, 256)
     assert mx.abs(got - want).max().item() <= 0.02 * mx.abs(want).max().item()
+
+
+@pytest.mark.skipif(not _on_cuda(), reason="needs an NVIDIA GPU with mlx-cuda (absent on this CPU host)")
+def test_the_load_time_check_takes_a_4_bit_model_and_refuses_8_bit() -> None:
+    import mlx.core as mx
+    import mlx.nn as nn
+
+    from ollmlx.runner.engines.mlx import cuda_rows
+
+    def model(bits: int) -> nn.Module:
+        m = nn.Sequential(nn.Linear(512, 256, bias=False), nn.Linear(256, 128, bias=False))
+        m.set_dtype(mx.bfloat16)
+        nn.quantize(m, group_size=64, bits=bits)
+        return m
+
+    assert cuda_rows.agrees(model(4))
+    assert not cuda_rows.agrees(model(8))

@@ -28,7 +28,9 @@ from functools import cache
 from typing import Any
 
 import mlx.core as mx
+import mlx.nn as nn
 
+from ollmlx.runner.engines.mlx import decoder_check
 from ollmlx.runner.engines.mlx.cuda_kernels import HEADER, THREADS, reads_weights
 
 MAX_ROWS = 32
@@ -196,6 +198,25 @@ def usable(layer: Any, x: mx.array) -> bool:
     rows = x.size // x.shape[-1]
     return (2 <= rows <= MAX_ROWS and reads_weights(layer) and x.dtype == layer["scales"].dtype
             and x.dtype in (mx.bfloat16, mx.float16) and x.shape[-1] % 64 == 0)
+
+
+def agrees(model: Any) -> bool:
+    """The kernel against `mx.quantized_matmul` on the model's own first layer it would take, for
+    2, 16 and 32 random input rows: within 2% of the largest output (logged). (A load-time check: a wrong
+    product would otherwise show up only as wrong tokens.)"""
+    layer = next((m for _, m in model.named_modules() if isinstance(m, nn.QuantizedLinear)), None)
+    if layer is None:
+        return False
+    k = layer["weight"].shape[1] * 32 // layer.bits
+    for rows in (2, 16, 32):
+        x = (mx.random.normal((rows, k), key=mx.random.key(rows)) * 0.5).astype(layer["scales"].dtype)
+        if not usable(layer, x):
+            return False
+        want = mx.quantized_matmul(x, layer["weight"], layer["scales"], layer["biases"], transpose=True,
+                                   group_size=layer.group_size, bits=layer.bits)
+        if not decoder_check.close(rows_product(layer, x), want, f"few-row kernel, {rows} rows", 0.02):
+            return False
+    return True
 
 
 def rows_product(layer: Any, x: mx.array, tiles: int | None = None) -> mx.array:

@@ -22,13 +22,13 @@ def once(model: Any, attr: str, check: Callable[[], bool]) -> bool:
     return bool(verdict)
 
 
-def close(got: mx.array, want: mx.array, name: str) -> bool:
-    """Logits within 5% of the largest logit of the model's own (logged, per check step)."""
+def close(got: mx.array, want: mx.array, name: str, within: float = 0.05) -> bool:
+    """Logits within 5% (`within`) of the largest logit of the model's own (logged, per check step)."""
     got, want = got.astype(mx.float32), want.astype(mx.float32)
     scale = float(mx.abs(want).max().item()) + 1e-6  # type: ignore[arg-type]
     err = float(mx.abs(got - want).max().item())  # type: ignore[arg-type]
     log.info("%s check: max |diff| %.4g of max |logit| %.4g", name, err, scale)
-    return err < 0.05 * scale
+    return err < within * scale
 
 
 def agrees(model: Any, make_decoder: Callable[[list[Any]], Any], name: str, steps: int = 3) -> bool:

@@ -13,7 +13,7 @@ from typing import Any
 import mlx.core as mx
 import mlx.nn as nn
 
-from ollmlx.runner.engines.mlx import batch_step, fused_step
+from ollmlx.runner.engines.mlx import batch_step, cuda_rows, fused_step
 from ollmlx.runner.engines.mlx.build import dequantize_for_cpu
 from ollmlx.runner.engines.mlx.flat_rows import (
     flatten_quantized_rows,
@@ -65,8 +65,11 @@ def tune_for_host(model: nn.Module, generates: bool = True) -> dict[str, Any]:
         if n and window:
             upper = "" if window[1] >= 1 << 62 else str(window[1])
             details["dequantized_products"] = f"{window[0]}-{upper} rows"
-        if n and set_rows_kernel(_cuda() and os.environ.get("OLLMLX_MLX_ROWS_KERNEL", "0") == "1"):
-            details["few_row_products"] = "ollmlx's 4-bit kernel (2-32 rows)"
+        if n and _cuda() and os.environ.get("OLLMLX_MLX_ROWS_KERNEL", "1") != "0":
+            ok = cuda_rows.agrees(model)
+            set_rows_kernel(ok)
+            details["few_row_products"] = ("ollmlx's 4-bit tensor-core kernel (2-32 rows)" if ok
+                                           else "mlx qmm (ollmlx's kernel does not take this model, or failed its check)")
         if n and os.environ.get("OLLMLX_MLX_DENSE_COPY", "0") == "1":
             details["dense_copies"] = f"{keep_dense_copies(model) / 1e9:.2f} GB (products of 2+ rows)"
     if generates:
