@@ -96,7 +96,10 @@ def kernels() -> list[tuple[str, str]]:
         for bound in cuda_rows.BUCKETS:
             out.append((f"qmm_rows_{t}_{bound}", source("rows", cuda_rows.ROWS_HEADER, cuda_rows.ROWS_SOURCE, [
                 ("x", t, True), ("w", "uint32", True), ("s", t, False), ("b", t, False)], [("out", t)],
-                cuda_rows.launch(bound, 4096, t, 64)["template"])))
+                cuda_rows.launch(bound, 4096, t, 64, k=4096)["template"])))
+            out.append((f"qmm_rows_{t}_{bound}_wide", source("rows", cuda_rows.ROWS_HEADER, cuda_rows.ROWS_SOURCE, [
+                ("x", t, True), ("w", "uint32", True), ("s", t, False), ("b", t, False)], [("out", t)],
+                cuda_rows.launch(bound, 14336, t, 64, k=4096)["template"])))
     return out
 
 

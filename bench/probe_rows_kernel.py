@@ -1,6 +1,6 @@
 """The few-row 4-bit kernel (cuda_rows.py) against mlx-cuda's `quantized_matmul` on one GPU, in
 one process: µs per product for 8B-shaped layers at 1-32 input rows (1, 2 and 4 weight tiles per
-block), then a model's batched
+block, 2 or 4 words a lane), then a model's batched
 decode (raw BatchGenerator, flattened layers) and a warm turn's forward (28 new tokens over a
 cached 1,900-token prefix) with the kernel off and on.
 
@@ -38,7 +38,8 @@ def _best_us(fn: object, layers: list[object]) -> float:
 
 def products(report: dict[str, object]) -> None:
     """µs per product, mlx's quantized_matmul against the kernel at 1, 2 and 4 weight tiles per
-    block, and the bytes-per-second the best of them reads the weights at."""
+    block and 2 or 4 words a lane reads, and the bytes-per-second the best of them reads the
+    weights at."""
     import mlx.core as mx
 
     from ollmlx.runner.engines.mlx import cuda_rows
@@ -59,13 +60,16 @@ def products(report: dict[str, object]) -> None:
             row: dict[str, float] = {"qmm": _best_us(lambda lay, x=x: mx.quantized_matmul(
                 x, lay["weight"], lay["scales"], lay["biases"], transpose=True, group_size=64, bits=4), layers)}
             for tiles in (1, 2, 4):
-                row[f"mma x{tiles}"] = _best_us(lambda lay, x=x, t=tiles: cuda_rows.rows_product(lay, x, t), layers)
+                for words in (2, 4):
+                    row[f"mma x{tiles} w{words}"] = _best_us(
+                        lambda lay, x=x, t=tiles, w=words: cuda_rows.rows_product(lay, x, t, w), layers)
+            row["mma default"] = _best_us(lambda lay, x=x: cuda_rows.rows_product(lay, x), layers)
             if rows == 1 or rows == 16:
                 want = mx.quantized_matmul(x, layers[0]["weight"], layers[0]["scales"], layers[0]["biases"],
                                            transpose=True, group_size=64, bits=4).astype(mx.float32)
                 got = cuda_rows.rows_product(layers[0], x).astype(mx.float32)
                 row["max |diff| / max |out|"] = round((mx.abs(got - want).max() / mx.abs(want).max()).item(), 5)
-            best = min(v for key, v in row.items() if key.startswith("mma"))
+            best = min(v for key, v in row.items() if key.startswith("mma x"))
             row["mma GB/s"] = round(nbytes / best / 1e3, 1)
             row["default tiles"] = cuda_rows.tiles_for(n)
             report[f"{name} {rows} rows us"] = row

@@ -245,14 +245,17 @@ def _quantized(n: int, k: int, group: int, dt: object) -> tuple[object, object, 
     return q, s, b, dense
 
 
-# (weight rows, K, input rows, group, dtype, 16-row tiles per block): partial blocks and tiles,
-# fewer chunks than warps, 1 to 32 input rows, every group size, both 16-bit dtypes
-ROWS_CASES = [(96, 256, 5, 64, "bfloat16", 4), (40, 1536, 2, 32, "bfloat16", None), (64, 17408, 28, 128, "bfloat16", 2),
-              (48, 576, 16, 64, "float16", None), (32, 1024, 32, 64, "bfloat16", None), (128, 512, 1, 64, "float16", 4)]
+# (weight rows, K, input rows, group, dtype, 16-row tiles per block, words a lane reads): partial
+# blocks and tiles, fewer chunks than warps, 1 to 32 input rows, every group size, both 16-bit
+# dtypes, K a multiple of 64 only (576: two words)
+ROWS_CASES = [(96, 256, 5, 64, "bfloat16", 4, None), (40, 1536, 2, 32, "bfloat16", None, 2),
+              (40, 1536, 3, 32, "bfloat16", None, 4), (64, 17408, 28, 128, "bfloat16", 2, None),
+              (48, 576, 16, 64, "float16", None, None), (32, 1024, 32, 64, "bfloat16", None, None),
+              (128, 512, 1, 64, "float16", 4, None)]
 
 
 def rows_case(n: int, k: int, rows: int, group: int, dtype: str, workdir: Path,
-              tiles: int | None = None) -> tuple[float, float]:
+              tiles: int | None = None, words: int | None = None) -> tuple[float, float]:
     """The few-row kernel on random 4-bit weights: its largest difference from the product in
     float32, relative to the largest output, and mx.quantized_matmul's on this CPU (which
     rounds as it goes in 16 bits)."""
@@ -266,7 +269,7 @@ def rows_case(n: int, k: int, rows: int, group: int, dtype: str, workdir: Path,
     x = mx.random.normal((rows, k)).astype(dt)
     want = x.astype(mx.float32) @ dense.T  # type: ignore[attr-defined]
     mlx_err = _err(mx.quantized_matmul(x, q, s, b, transpose=True, group_size=group, bits=4), want)
-    how = cuda_rows.launch(rows, n, dt, group, tiles)  # the template and grid rows_product launches with
+    how = cuda_rows.launch(rows, n, dt, group, tiles, k, words)  # the template and grid rows_product launches with
     (got,) = emulate(cuda_rows.ROWS_HEADER, cuda_rows.ROWS_SOURCE, [("x", x, True), ("w", q, True), ("s", s, False), ("b", b, False)],
                      [("out", rows * n, dtype)], how["template"], how["threadgroup"][0],
                      how["grid"][0] // how["threadgroup"][0], workdir)
@@ -424,8 +427,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        for n, k, rows, group, dtype, tiles in ROWS_CASES:
-            err, mlx_err = rows_case(n, k, rows, group, dtype, work, tiles)
+        for n, k, rows, group, dtype, tiles, words in ROWS_CASES:
+            err, mlx_err = rows_case(n, k, rows, group, dtype, work, tiles, words)
             report(err <= max(0.01, 1.5 * mlx_err), f"rows kernel N={n} K={k} rows={rows} group={group} {dtype}: "
                    f"max |diff| {err:.4f} of max |out| (mx.quantized_matmul here {mlx_err:.4f})")
         for k, ns, group, dtype, per_warp in ((512, (256, 64, 64), 64, "bfloat16", None),

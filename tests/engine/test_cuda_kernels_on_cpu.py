@@ -13,9 +13,10 @@ import pytest
 from emulators import cuda
 
 
-@pytest.mark.parametrize(("n", "k", "rows", "group", "dtype", "tiles"), cuda.ROWS_CASES)
-def test_few_row_product(tmp_path: Path, n: int, k: int, rows: int, group: int, dtype: str, tiles: int | None) -> None:
-    err, _ = cuda.rows_case(n, k, rows, group, dtype, tmp_path, tiles)
+@pytest.mark.parametrize(("n", "k", "rows", "group", "dtype", "tiles", "words"), cuda.ROWS_CASES)
+def test_few_row_product(tmp_path: Path, n: int, k: int, rows: int, group: int, dtype: str, tiles: int | None,
+                         words: int | None) -> None:
+    err, _ = cuda.rows_case(n, k, rows, group, dtype, tmp_path, tiles, words)
     assert err <= 0.006  # bf16 output rounding is 0.4% of a value
 
 

@@ -13,7 +13,8 @@ as the 16-row operand and the input rows as the 8-column one, so 1-8 input rows 
   enough: each input value a lane reads then feeds four mmas); its warps take turns over the
   rows' 64-value chunks (the K axis) and add their partial sums in shared memory in a fixed
   order at the end, so results do not depend on timing.
-- A lane reads two packed words (16 values) of each of its weight rows (two per tile) per chunk, the next
+- A lane reads four packed words (32 values; two where K is not a multiple of 128) of each of its
+  weight rows (two per tile) per chunk, the next
   chunk's words in flight while it computes the current one. The nibbles become 16-bit pairs
   with a mask and one subtraction (cuda_kernels.py's exponent trick), then one packed FMA with
   the group's scale and bias: the weight exactly as `mx.dequantize` gives it in 16 bits.
@@ -63,12 +64,13 @@ ROWS_SOURCE = r"""
   using P = ollmlx::Q4<T>;
   using T2 = typename P::T2;
   constexpr int WARPS = 8;                  // 8 warps over K; NT 16-row tiles of weight rows
+  constexpr int HW = WPL / 2;               // 8-byte loads per weight row and chunk
   __shared__ float red[WARPS * MT * 8 * 16];  // one tile's partial sums: [warp][input row][tile row]
   const int M = x_shape[0], K = x_shape[1], N = w_shape[0];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, t = lane & 3;
-  const int base = blockIdx.x * (16 * NT);  // NT: a template constant
-  const int KW = K / 8, KG = K / GROUP, C = K / 64;
+  const int base = blockIdx.x * (16 * NT);  // NT, WPL: template constants
+  const int KW = K / 8, KG = K / GROUP, C = K / (32 * WPL);  // a chunk: 4 lanes x WPL words of a row
   const uint16_t* s16 = reinterpret_cast<const uint16_t*>(s);
   const uint16_t* b16 = reinterpret_cast<const uint16_t*>(b);
   const T2 magic = ollmlx::as2<T2>(P::MAGIC);
@@ -80,7 +82,7 @@ ROWS_SOURCE = r"""
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       const int row = min(base + 16 * r + g + 8 * h, N - 1);
-      wrow[r][h] = reinterpret_cast<const uint2*>(w + (size_t)row * KW) + t;
+      wrow[r][h] = reinterpret_cast<const uint2*>(w + (size_t)row * KW) + t * HW;
       srow[r][h] = row * KG;
     }
   }
@@ -91,15 +93,18 @@ ROWS_SOURCE = r"""
     for (int m = 0; m < MT; ++m)
 #pragma unroll
       for (int i = 0; i < 4; ++i) acc[r][m][i] = 0.f;
-  uint2 wq[NT][2];
+  uint2 wq[NT][2][HW];
   uint32_t sc[NT][2], bi[NT][2];
-  auto load = [&](int c, uint2 (&wq)[NT][2], uint32_t (&sc)[NT][2], uint32_t (&bi)[NT][2]) {
-    const int grp = (c * 64 + t * 16) / GROUP;
+  // words WPL * (4c + t) ... + WPL - 1 of each row, and their group's scale and bias (one group:
+  // a lane's 8 * WPL values start at a multiple of 8 * WPL, and groups hold 32 or more)
+  auto load = [&](int c, uint2 (&wq)[NT][2][HW], uint32_t (&sc)[NT][2], uint32_t (&bi)[NT][2]) {
+    const int grp = (c * 32 * WPL + t * 8 * WPL) / GROUP;
 #pragma unroll
     for (int r = 0; r < NT; ++r) {
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        wq[r][h] = __ldg(wrow[r][h] + 4 * c);  // words 8c + 2t and 8c + 2t + 1
+#pragma unroll
+        for (int j = 0; j < HW; ++j) wq[r][h][j] = __ldg(wrow[r][h] + 2 * WPL * c + j);
         const uint32_t sv = __ldg(s16 + srow[r][h] + grp), bv = __ldg(b16 + srow[r][h] + grp);
         sc[r][h] = sv | (sv << 16);
         bi[r][h] = bv | (bv << 16);
@@ -108,26 +113,23 @@ ROWS_SOURCE = r"""
   };
   if (warp < C) load(warp, wq, sc, bi);
   for (int c = warp; c < C; c += WARPS) {
-    uint2 nq[NT][2];
+    uint2 nq[NT][2][HW];
     uint32_t ns[NT][2], nb[NT][2];
     if (c + WARPS < C) load(c + WARPS, nq, ns, nb);
-    // the input rows' pairs at this lane's K columns: input row 8m + g, words 8c + 2t + d
-    uint32_t xp[MT][2][4];
 #pragma unroll
-    for (int m = 0; m < MT; ++m) {
-      const int row = 8 * m + g;
+    for (int d = 0; d < WPL; ++d) {
+      // the input rows' pairs at this lane's K columns: input row 8m + g, word WPL * (4c + t) + d
+      uint32_t xp[MT][4];
 #pragma unroll
-      for (int d = 0; d < 2; ++d) {
-        const uint4 v = row < M ? __ldg(reinterpret_cast<const uint4*>(x + (size_t)row * K) + 8 * c + 2 * t + d)
+      for (int m = 0; m < MT; ++m) {
+        const int row = 8 * m + g;
+        const uint4 v = row < M ? __ldg(reinterpret_cast<const uint4*>(x + (size_t)row * K) + WPL * (4 * c + t) + d)
                                 : make_uint4(0u, 0u, 0u, 0u);
-        xp[m][d][0] = __byte_perm(v.x, v.z, 0x5410);  // values 0 and 4
-        xp[m][d][1] = __byte_perm(v.x, v.z, 0x7632);  // 1 and 5
-        xp[m][d][2] = __byte_perm(v.y, v.w, 0x5410);  // 2 and 6
-        xp[m][d][3] = __byte_perm(v.y, v.w, 0x7632);  // 3 and 7
+        xp[m][0] = __byte_perm(v.x, v.z, 0x5410);  // values 0 and 4
+        xp[m][1] = __byte_perm(v.x, v.z, 0x7632);  // 1 and 5
+        xp[m][2] = __byte_perm(v.y, v.w, 0x5410);  // 2 and 6
+        xp[m][3] = __byte_perm(v.y, v.w, 0x7632);  // 3 and 7
       }
-    }
-#pragma unroll
-    for (int d = 0; d < 2; ++d) {
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
         const int i0 = 2 * half, i1 = 2 * half + 1;  // the two pairs this mma takes of word d
@@ -136,7 +138,7 @@ ROWS_SOURCE = r"""
           uint32_t a[4];
 #pragma unroll
           for (int h = 0; h < 2; ++h) {
-            const uint32_t word = d ? wq[r][h].y : wq[r][h].x;
+            const uint32_t word = (d & 1) ? wq[r][h][d >> 1].y : wq[r][h][d >> 1].x;
             const T2 s2 = ollmlx::as2<T2>(sc[r][h]), b2 = ollmlx::as2<T2>(bi[r][h]);
             const T2 q0 = __hsub2(ollmlx::as2<T2>(((word >> (4 * i0)) & 0x000F000Fu) | P::MAGIC), magic);
             const T2 q1 = __hsub2(ollmlx::as2<T2>(((word >> (4 * i1)) & 0x000F000Fu) | P::MAGIC), magic);
@@ -145,7 +147,7 @@ ROWS_SOURCE = r"""
           }
 #pragma unroll
           for (int m = 0; m < MT; ++m) {
-            const uint32_t bf[2] = {xp[m][d][i0], xp[m][d][i1]};
+            const uint32_t bf[2] = {xp[m][i0], xp[m][i1]};
             ollmlx::mma16816<T>(acc[r][m], a, bf);
           }
         }
@@ -156,7 +158,8 @@ ROWS_SOURCE = r"""
       for (int r = 0; r < NT; ++r) {
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
-          wq[r][h] = nq[r][h];
+#pragma unroll
+          for (int j = 0; j < HW; ++j) wq[r][h][j] = nq[r][h][j];
           sc[r][h] = ns[r][h];
           bi[r][h] = nb[r][h];
         }
@@ -219,14 +222,14 @@ def agrees(model: Any) -> bool:
     return True
 
 
-def rows_product(layer: Any, x: mx.array, tiles: int | None = None) -> mx.array:
+def rows_product(layer: Any, x: mx.array, tiles: int | None = None, words: int | None = None) -> mx.array:
     """x (..., K) @ W^T for a 4-bit affine-quantized layer (weight, scales, biases), as
-    `mx.quantized_matmul` computes it, for up to 32 rows of x (`tiles`: launch's)."""
+    `mx.quantized_matmul` computes it, for up to 32 rows of x (`tiles`, `words`: launch's)."""
     w, s, b = layer["weight"], layer["scales"], layer["biases"]
     k = x.shape[-1]
     rows = x.size // k
     n = w.shape[0]
-    out = _kernel()(inputs=[x.reshape(rows, k), w, s, b], **launch(rows, n, x.dtype, layer.group_size, tiles),
+    out = _kernel()(inputs=[x.reshape(rows, k), w, s, b], **launch(rows, n, x.dtype, layer.group_size, tiles, k, words),
                     output_shapes=[(rows, n)], output_dtypes=[x.dtype])[0]
     return out.reshape(*x.shape[:-1], n)
 
@@ -237,11 +240,14 @@ def tiles_for(n: int) -> int:
     return 4 if n >= 64 * 224 else 2 if n >= 32 * 200 else 1
 
 
-def launch(rows: int, n: int, dtype: mx.Dtype, group: int, tiles: int | None = None) -> dict[str, Any]:
-    """The kernel's template and grid for `rows` input rows and `n` weight rows: a block of 8 warps
-    per `tiles` 16-row tiles of weight rows, built for the smallest row bucket (8-column tiles)
-    that holds `rows`."""
+def launch(rows: int, n: int, dtype: mx.Dtype, group: int, tiles: int | None = None, k: int = 0,
+           words: int | None = None) -> dict[str, Any]:
+    """The kernel's template and grid for `rows` input rows, `n` weight rows and `k` values a row:
+    a block of 8 warps per `tiles` 16-row tiles of weight rows, built for the smallest row bucket
+    (8-column tiles) that holds `rows`; each lane reads `words` packed words of a row at a time
+    (4 where K allows: more bytes in flight)."""
     bound = next(m for m in BUCKETS if m >= rows)
     nt = tiles or tiles_for(n)
-    return dict(template=[("T", dtype), ("GROUP", group), ("MT", bound // 8), ("NT", nt)],
+    wpl = words or (4 if k % 128 == 0 else 2)
+    return dict(template=[("T", dtype), ("GROUP", group), ("MT", bound // 8), ("NT", nt), ("WPL", wpl)],
                 grid=(-(-n // (16 * nt)) * THREADS, 1, 1), threadgroup=(THREADS, 1, 1))
