@@ -9,7 +9,7 @@ export PYTHONPATH=/tmp/site:$PWD OLLMLX_MLX_DEVICE=gpu PATH=/tmp/site/bin:$PATH
 out=${OUT:-/tmp}
 bench/gpu_install.sh model m8b
 if [ "${TEST:-1}" = 1 ]; then
-  timeout 240 python -m pytest -q -x -p no:cacheprovider -o addopts="-ra --strict-markers" tests/engine/test_cuda_rows.py \
+  timeout 420 python -m pytest -q -x -p no:cacheprovider -o addopts="-ra --strict-markers" tests/engine/test_cuda_rows.py \
     tests/engine/test_batch_step.py 2>&1 | tee "$out/tests-rows.txt" | tail -4
 fi
 if [ "${PROBE:-1}" = 1 ]; then

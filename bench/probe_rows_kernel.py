@@ -71,7 +71,6 @@ def products(report: dict[str, object]) -> None:
                 row["max |diff| / max |out|"] = round((mx.abs(got - want).max() / mx.abs(want).max()).item(), 5)
             best = min(v for key, v in row.items() if key.startswith("mma x"))
             row["mma GB/s"] = round(nbytes / best / 1e3, 1)
-            row["default tiles"] = cuda_rows.tiles_for(n)
             report[f"{name} {rows} rows us"] = row
             print(name, rows, row, flush=True)
 

@@ -9,8 +9,8 @@ step is ~256 GFLOP. Here the products run on tensor cores, `mma.sync.m16n8k16`, 
 as the 16-row operand and the input rows as the 8-column one, so 1-8 input rows cost one mma per
 16 weight rows and 16 values of K:
 
-- A block of 8 warps owns one to four 16-row tiles of weight rows (four where the layer is wide
-  enough: each input value a lane reads then feeds four mmas); its warps take turns over the
+- A block of 8 warps owns one to four 16-row tiles of weight rows (as many as 8-row tiles of
+  input rows: each input value a lane reads then feeds that many mmas); its warps take turns over the
   rows' 64-value chunks (the K axis) and add their partial sums in shared memory in a fixed
   order at the end, so results do not depend on timing.
 - A lane reads four packed words (32 values; two where K is not a multiple of 128) of each of its
@@ -234,20 +234,17 @@ def rows_product(layer: Any, x: mx.array, tiles: int | None = None, words: int |
     return out.reshape(*x.shape[:-1], n)
 
 
-def tiles_for(n: int) -> int:
-    """16-row weight tiles per block: four (each input value a lane reads feeds four mmas) where
-    that still gives an H100's 132 SMs about two blocks each, fewer for narrow layers."""
-    return 4 if n >= 64 * 224 else 2 if n >= 32 * 200 else 1
-
-
 def launch(rows: int, n: int, dtype: mx.Dtype, group: int, tiles: int | None = None, k: int = 0,
            words: int | None = None) -> dict[str, Any]:
     """The kernel's template and grid for `rows` input rows, `n` weight rows and `k` values a row:
     a block of 8 warps per `tiles` 16-row tiles of weight rows, built for the smallest row bucket
-    (8-column tiles) that holds `rows`; each lane reads `words` packed words of a row at a time
-    (4 where K allows: more bytes in flight)."""
+    (8-column tiles) that holds `rows`; each lane reads `words` packed words of a row at a time.
+    By default as many weight tiles as input-row tiles (each input value a lane reads then feeds
+    that many mmas) and 4 words where K allows (more bytes in flight): the fastest of the
+    combinations on an H100 for 8B-shaped layers (bench/RESULTS.md "Few-row products on tensor
+    cores")."""
     bound = next(m for m in BUCKETS if m >= rows)
-    nt = tiles or tiles_for(n)
+    nt = tiles or bound // 8
     wpl = words or (4 if k % 128 == 0 else 2)
     return dict(template=[("T", dtype), ("GROUP", group), ("MT", bound // 8), ("NT", nt), ("WPL", wpl)],
                 grid=(-(-n // (16 * nt)) * THREADS, 1, 1), threadgroup=(THREADS, 1, 1))
