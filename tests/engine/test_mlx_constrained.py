@@ -38,6 +38,11 @@ def test_hundred_sampled_generations_all_validate_sixteen_per_batch(smol_loaded:
                                                                     collector: Any) -> None:
     engine = engine_factory(smol_loaded, parallel=16)
     prompt = render_chat(smol_loaded.chat_template, [{"role": "user", "content": "Describe a person as JSON."}])
+    # the prompt in the prefix cache first, as on a server that has answered it before: the 100
+    # (submitted at once, so none finds another's entry) then decode instead of each prefilling it
+    warm = collector()
+    engine.submit(CompletionRequest(prompt=prompt, options=SamplingOptions(num_predict=1)), warm)
+    assert warm.done.wait(120) and "error" not in warm.final, warm.final
     runs = []
     for i in range(100):
         req = CompletionRequest(prompt=prompt, format=SCHEMA,
@@ -49,6 +54,7 @@ def test_hundred_sampled_generations_all_validate_sixteen_per_batch(smol_loaded:
     for c in runs:
         assert c.done.wait(900), "a constrained generation did not finish"
         assert "error" not in c.final, c.final
+        assert c.final["cached_tokens"] > 0  # the prompt came from the cache
         texts.append(c.text)
     docs = [json.loads(t) for t in texts]
     assert all(valid(d) for d in docs), [t for t, d in zip(texts, docs) if not valid(d)][:3]
