@@ -264,13 +264,16 @@ def test_huge_num_predict_num_ctx_and_many_images(server: Server, unchanged: Non
     assert r.status_code == 200, r.text
     (loaded,) = httpx.get(server.url + "/api/ps").json()["models"]
     assert loaded["context_length"] == 8192  # SmolLM2's trained context
+    # (the same options as the runner loaded: images are checked after the load, which this reuses)
+    r = _post(server, "/api/generate", {"model": "smollm2:135m", "prompt": "hi", "images": ["aGk="] * 1000,
+                                        "options": {"num_ctx": 2 ** 40}})
+    assert r.status_code == 400 and "image" in r.json()["error"]
+    assert [m["context_length"] for m in httpx.get(server.url + "/api/ps").json()["models"]] == [8192]
     r = _post(server, "/api/generate", {"model": "smollm2:135m", "prompt": "1, 2, 3, 4, 5,", "raw": True,
                                         "stream": False, "keep_alive": 0,
                                         "options": {"num_ctx": 16, "num_predict": 2 ** 62, "temperature": 0}})
     assert r.status_code == 200, r.text
     assert r.json()["done"] and r.json()["eval_count"] <= 10 * 16
-    r = _post(server, "/api/generate", {"model": "smollm2:135m", "prompt": "hi", "images": ["aGk="] * 1000})
-    assert r.status_code == 400 and "image" in r.json()["error"]
 
 
 # -- browser-facing guards (spec §0) --------------------------------------------------------
