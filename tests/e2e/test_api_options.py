@@ -64,8 +64,7 @@ def test_option_type_errors_are_500(server: Server, options: dict[str, Any], mes
 def test_load_time_options_reload_the_runner(server: Server) -> None:
     """§7, §18 needsReload: changing num_ctx (a load-time option) on a loaded model starts a new
     runner; sampling options never do; the context length shows in /api/ps."""
-    unload(server)
-    generate(server, prompt="Hi", options={"num_predict": 1})
+    generate(server, prompt="Hi", options={"num_predict": 1})  # loads, or reuses the runner loaded as is
     first = server.runners()
     assert len(first) == 1
     generate(server, prompt="Hi", options={"num_predict": 1, "temperature": 0.1, "top_k": 3, "seed": 5})
