@@ -37,6 +37,14 @@ def short(server: Server) -> Iterator[str]:
     yield from derived(server, "smol-short", "PARAMETER num_predict 16\n")
 
 
+def test_run_verbose_and_piped_stdin(server: Server, greedy: str) -> None:
+    # (before test_list_show_ps_stop, whose `run` then finds this runner loaded)
+    r = server.cli("run", greedy, "--verbose", "Answer briefly.", input="What is the capital of France?")
+    assert r.returncode == 0 and "Paris" in r.stdout
+    for label in ("total duration:", "load duration:", "prompt eval count:", "eval count:", "eval rate:"):
+        assert label in r.stderr
+
+
 def test_list_show_ps_stop(server: Server, greedy: str, short: str) -> None:
     r = server.cli("list")
     assert r.returncode == 0
@@ -66,13 +74,6 @@ def test_list_show_ps_stop(server: Server, greedy: str, short: str) -> None:
     assert short not in server.cli("ps").stdout
     r = server.cli("stop", short)
     assert r.returncode == 1 and f'couldn\'t find model "{short}" to stop' in r.stderr
-
-
-def test_run_verbose_and_piped_stdin(server: Server, greedy: str) -> None:
-    r = server.cli("run", greedy, "--verbose", "Answer briefly.", input="What is the capital of France?")
-    assert r.returncode == 0 and "Paris" in r.stdout
-    for label in ("total duration:", "load duration:", "prompt eval count:", "eval count:", "eval rate:"):
-        assert label in r.stderr
 
 
 def test_cp_and_rm_several(server: Server) -> None:
