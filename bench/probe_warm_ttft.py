@@ -24,6 +24,8 @@ def main() -> None:
     ap.add_argument("--model-dir", required=True)
     ap.add_argument("--history", type=int, default=2000)
     ap.add_argument("--warmup", action="store_true")
+    ap.add_argument("--tuned", action="store_true", help="the runner's host tuning first (flattened rows, few-row "
+                    "kernel, fused and batch steps), as a served model gets it")
     args = ap.parse_args()
     import mlx.core as mx
 
@@ -31,6 +33,13 @@ def main() -> None:
     from ollmlx.runner.protocol import CompletionRequest, SamplingOptions
 
     model, tok, config = load_model(args.model_dir)
+    if args.tuned:
+        from bench.mlx_engine_setup import prefix_forward_ms
+        from ollmlx.runner.engines.mlx.host import tune_for_host
+
+        print(json.dumps(tune_for_host(model)), flush=True)
+        print(json.dumps({"case": f"model forward, 28 tokens over {args.history}",
+                          "ms": prefix_forward_ms(model, args.history, 28)}), flush=True)
     engine = start_engine(model, tok, config, num_ctx=8192, parallel=16)
     rng = random.Random(0)
     vocab = int(config["vocab_size"]) - 8
