@@ -202,6 +202,12 @@ class Scheduler:
             self.restarts += 1
             log.error("runner for %s (pid %s) exited unexpectedly with code %s",
                       loaded.req.name, loaded.runner.pid, code)
+            # its peers, HTTP client and socket folder go too (stop() does not signal a process
+            # that has exited)
+            try:
+                await loaded.runner.stop(grace=1.0)
+            except Exception:
+                log.exception("cleaning up after the runner for %s", loaded.req.name)
         if self.loaded.get(loaded.req.key) is loaded:
             del self.loaded[loaded.req.key]
         if loaded.timer:

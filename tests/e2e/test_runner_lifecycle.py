@@ -26,11 +26,14 @@ def test_runner_killed_mid_stream_reports_error_then_respawns(server: Server) ->
             lines.append(json.loads(line))
             if len(lines) == 3:
                 (pid,) = server.runners()
+                args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                folder = Path(args[args.index(b"--socket") + 1].decode()).parent  # made by the server
                 os.kill(pid, signal.SIGKILL)
     assert "error" in lines[-1], lines[-1]
     assert "runner" in lines[-1]["error"]
     assert not lines[-1].get("done")
     assert wait_for(lambda: server.runners() == [])
+    assert wait_for(lambda: not folder.exists()), f"the dead runner's socket folder {folder} is left behind"
     r = httpx.post(server.url + "/api/generate", json={**body, "options": {"num_predict": 3}, "stream": False},
                    timeout=120)
     assert r.status_code == 200 and r.json()["eval_count"] == 3
