@@ -121,3 +121,27 @@ def test_on_cuda_the_kernel_step_agrees_and_decodes_the_same_tokens() -> None:
     same = sum(a == b for i in want for a, b in zip(want[i], got[i]))
     assert same >= 0.9 * sum(len(v) for v in want.values())  # bf16 sums in another order may flip a near tie
     assert wrapped._step is not None and wrapped._step.steps >= 299
+
+
+@pytest.mark.skipif("not _cuda()", reason="ollmlx's CUDA kernels run on a CUDA GPU only (mlx-cuda)")
+def test_on_cuda_the_served_configuration_decodes_the_same_tokens() -> None:
+    """What a CUDA runner serves: flattened layers whose 2-32 row products take the tensor-core
+    kernel (cuda_rows.py), under the batch step, against mlx-lm's own layers and qmm."""
+    from ollmlx.runner.engines.mlx import batch_step, cuda_rows
+    from ollmlx.runner.engines.mlx.flat_rows import flatten_quantized_rows, set_rows_kernel
+
+    model = _llama(4, layers=3)
+    prompts = [[1, 2, 3], [4, 5, 6, 7, 8, 9, 10], [11, 12], [13, 14, 15, 16, 17]]
+    want = _greedy(model, prompts, 100)
+    assert flatten_quantized_rows(model) > 0
+    try:
+        assert cuda_rows.agrees(model)
+        set_rows_kernel(True)
+        assert batch_step.agrees(model, steps=4)
+        wrapped = batch_step.BatchedModel(model, batch_step.BatchStep(model))
+        got = _greedy(wrapped, prompts, 100)  # type: ignore[arg-type]
+    finally:
+        set_rows_kernel(False)
+    same = sum(a == b for i in want for a, b in zip(want[i], got[i]))
+    assert same >= 0.9 * sum(len(v) for v in want.values())
+    assert wrapped._step is not None and wrapped._step.steps >= 99
