@@ -204,6 +204,7 @@ class MLXEngine:
         elif len(seq.out) + 1 >= seq.budget or len(solo.tokens) >= self.num_ctx:
             finish = "length"
         if finish is not None:  # the sequence leaves the solo path (finished, or shifted into the batch)
+            solo.settle()  # its cache then holds every token
             self._solo = self._solo_seq = None
         self._on_token(SimpleNamespace(uid=seq.uid, token=token, logprobs=logprobs, finish_reason=finish,
                                        all_tokens=solo.tokens, prompt_cache=solo.cache if finish else None))
@@ -366,6 +367,7 @@ class MLXEngine:
         self._by_rid.pop(seq.rid, None)
         if self._solo is not None and self._solo_seq is seq:
             if keep_cache and self._solo.ready:  # a cache half-way through a prompt is not kept
+                self._solo.settle()
                 self.prompt_cache.insert_cache("m", list(self._solo.tokens), self._solo.cache)
             self._solo = self._solo_seq = None
             return
