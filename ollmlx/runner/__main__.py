@@ -91,9 +91,9 @@ def main(argv: list[str] | None = None) -> None:
     state.load_in_background()
     Path(args.socket).unlink(missing_ok=True)
     uvicorn.run(build_app(state), uds=args.socket, log_level="warning", timeout_graceful_shutdown=2)
-    # Served and stopped: leave without the interpreter's teardown, which would run GPU libraries'
-    # C++ destructors from whichever thread collects last (an H100 probe with ollmlx's CUDA kernels
-    # ended in "terminate called without an active exception" there). Nothing is left to save.
+    # Served and stopped: leave without the interpreter's teardown. With the engine thread still
+    # holding MLX state it can abort there ("terminate called without an active exception", seen
+    # in engine probes on an H100 and on a CPU). Nothing is left to save.
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
