@@ -94,12 +94,10 @@ def kernels() -> list[tuple[str, str]]:
 
     for t in ("bfloat16", "float16"):
         for bound in cuda_rows.BUCKETS:
-            out.append((f"qmm_rows_{t}_{bound}", source("rows", cuda_rows.ROWS_HEADER, cuda_rows.ROWS_SOURCE, [
-                ("x", t, True), ("w", "uint32", True), ("s", t, False), ("b", t, False)], [("out", t)],
-                cuda_rows.launch(bound, 4096, t, 64, k=4096)["template"])))
-            out.append((f"qmm_rows_{t}_{bound}_wide", source("rows", cuda_rows.ROWS_HEADER, cuda_rows.ROWS_SOURCE, [
-                ("x", t, True), ("w", "uint32", True), ("s", t, False), ("b", t, False)], [("out", t)],
-                cuda_rows.launch(bound, 14336, t, 64, k=4096)["template"])))
+            for k in (4096, 576):  # lanes read four words of a row, or two (K not a multiple of 128)
+                out.append((f"qmm_rows_{t}_{bound}_k{k}", source("rows", cuda_rows.ROWS_HEADER, cuda_rows.ROWS_SOURCE, [
+                    ("x", t, True), ("w", "uint32", True), ("s", t, False), ("b", t, False)], [("out", t)],
+                    cuda_rows.launch(bound, 4096, t, 64, k=k)["template"])))
     return out
 
 
