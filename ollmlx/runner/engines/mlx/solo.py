@@ -55,6 +55,7 @@ class SoloStream:
         drawn and dropped. The last token is read again, to draw that one again."""
         _undraw(cache, sampler)
         solo = cls(model, cache, tokens[:-1], tokens[-1:], sampler, processors)
+        solo._first = False  # the sequence's first token went out from the batch: keep the pipelining
         solo.prefill()
         return solo
 
