@@ -4,6 +4,8 @@ through a flattened model layer. Its speed is measured in bench/probe_rows_kerne
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 
@@ -90,18 +92,26 @@ def test_a_flattened_layer_takes_the_kernel_for_a_batched_step() -> None:
     assert mx.abs(got - want).max().item() <= 0.02 * mx.abs(want).max().item()
 
 
-@pytest.mark.skipif(not _on_cuda(), reason="needs an NVIDIA GPU with mlx-cuda (absent on this CPU host)")
-def test_the_load_time_check_takes_a_4_bit_model_and_refuses_8_bit() -> None:
+def _two_layers(bits: int | None) -> Any:
     import mlx.core as mx
     import mlx.nn as nn
 
+    m = nn.Sequential(nn.Linear(512, 256, bias=False), nn.Linear(256, 128, bias=False))
+    m.set_dtype(mx.bfloat16)
+    if bits is not None:
+        nn.quantize(m, group_size=64, bits=bits)
+    return m
+
+
+def test_the_load_time_check_refuses_models_the_kernel_does_not_read() -> None:
     from ollmlx.runner.engines.mlx import cuda_rows
 
-    def model(bits: int) -> nn.Module:
-        m = nn.Sequential(nn.Linear(512, 256, bias=False), nn.Linear(256, 128, bias=False))
-        m.set_dtype(mx.bfloat16)
-        nn.quantize(m, group_size=64, bits=bits)
-        return m
+    assert not cuda_rows.agrees(_two_layers(8))  # refused before any kernel runs: also on this CPU
+    assert not cuda_rows.agrees(_two_layers(None))
 
-    assert cuda_rows.agrees(model(4))
-    assert not cuda_rows.agrees(model(8))
+
+@pytest.mark.skipif(not _on_cuda(), reason="needs an NVIDIA GPU with mlx-cuda (absent on this CPU host)")
+def test_the_load_time_check_takes_a_4_bit_model() -> None:
+    from ollmlx.runner.engines.mlx import cuda_rows
+
+    assert cuda_rows.agrees(_two_layers(4))
