@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 
 SHAPES = {
@@ -50,6 +51,8 @@ def main() -> None:
     ap.add_argument("--bits", type=int, default=4)
     ap.add_argument("--out", required=True)
     ap.add_argument("--dtype", default="bfloat16", help="float32 for CPU probes (MLX's CPU bf16 matmuls are slow)")
+    ap.add_argument("--tokenizer-from", help="a model directory whose tokenizer (and vocabulary size, eos and bos) "
+                    "the model takes: server-path probes then tokenize and render like that real model")
     a = ap.parse_args()
     import mlx.core as mx
     import mlx.nn as nn
@@ -60,6 +63,9 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     cfg = {"model_type": "llama", "rms_norm_eps": 1e-5, "max_position_embeddings": 131072, "rope_theta": 500000.0,
            "architectures": ["LlamaForCausalLM"], "eos_token_id": 0, **SHAPES[a.shape]}
+    if a.tokenizer_from:
+        real = json.loads((Path(a.tokenizer_from) / "config.json").read_text())
+        cfg.update({k: real[k] for k in ("vocab_size", "eos_token_id", "bos_token_id") if k in real})
     model = llama.Model(llama.ModelArgs.from_dict(cfg))
     model.update(tree_map(lambda x: x.astype(getattr(mx, a.dtype)), model.parameters()))
     if a.bits:
@@ -70,7 +76,12 @@ def main() -> None:
     mx.save_safetensors(str(out / "model.safetensors"), weights, metadata={"format": "mlx"})
     cfg["torch_dtype"] = a.dtype
     (out / "config.json").write_text(json.dumps(cfg, indent=2))
-    tokenizer(cfg["vocab_size"], out)
+    if a.tokenizer_from:
+        for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json"):
+            if (Path(a.tokenizer_from) / name).exists():
+                shutil.copyfile(Path(a.tokenizer_from) / name, out / name)
+    else:
+        tokenizer(cfg["vocab_size"], out)
     print(json.dumps({"out": str(out), "params": sum(v.size for v in weights.values())}))
 
 

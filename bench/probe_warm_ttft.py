@@ -24,6 +24,8 @@ def main() -> None:
     ap.add_argument("--model-dir", required=True)
     ap.add_argument("--history", type=int, default=2000)
     ap.add_argument("--warmup", action="store_true")
+    ap.add_argument("--timeline", action="store_true", help="also print one warm turn's timeline: when the "
+                    "engine's steps (admission, prefix-cache lookup, forward queued, first token read) start and end")
     ap.add_argument("--tuned", action="store_true", help="the runner's host tuning first (flattened rows, few-row "
                     "kernel, fused and batch steps), as a served model gets it")
     args = ap.parse_args()
@@ -66,6 +68,17 @@ def main() -> None:
 
     rows: list[dict[str, Any]] = []
     run(ids(8), 1)
+    if args.timeline:
+        events = _record_timeline()
+        for _ in range(3):  # the last of three
+            hist = ids(args.history)
+            run(hist, 8)
+            events.clear()
+            t0 = time.perf_counter()
+            run(hist + ids(8) + ids(20), 8)
+            timeline = [(round((t - t0) * 1e3, 2), what) for t, what in events]
+        for ms, what in timeline[:24]:
+            print(json.dumps({"timeline_ms": ms, "event": what}), flush=True)
     if args.warmup:  # a cached continuation of a short prompt first: are the warm path's kernels shape-specific?
         h = ids(64)
         run(h, 8)
@@ -103,6 +116,36 @@ def main() -> None:
     engine.stop()
     for r in rows:
         print(json.dumps(r))
+
+
+def _record_timeline() -> list[tuple[float, str]]:
+    """Wraps the engine's steps to record (time, "+name"/"-name") at their starts and ends."""
+    import functools
+
+    from ollmlx.runner.engines.mlx import engine as engine_mod
+    from ollmlx.runner.engines.mlx import solo
+
+    events: list[tuple[float, str]] = []
+
+    def wrap(cls: Any, name: str) -> None:
+        f = getattr(cls, name)
+
+        @functools.wraps(f)
+        def timed(*a: Any, **k: Any) -> Any:
+            events.append((time.perf_counter(), "+" + name))
+            try:
+                return f(*a, **k)
+            finally:
+                events.append((time.perf_counter(), "-" + name))
+
+        setattr(cls, name, timed)
+
+    for name in ("submit", "_admit", "_prompt_tokens", "_on_token"):
+        wrap(engine_mod.MLXEngine, name)
+    for name in ("prefill", "step", "_forward"):
+        wrap(solo.SoloStream, name)
+    wrap(engine_mod.LRUPromptCache, "fetch_nearest_cache")
+    return events
 
 
 if __name__ == "__main__":

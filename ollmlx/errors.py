@@ -47,6 +47,13 @@ class RunnerError(OllmlxError):
     status = 500
 
 
+class PromptOverBudget(RunnerError):
+    """The runner's answer to a completion whose prompt has more tokens than its `fit_tokens`:
+    the server truncates the conversation and asks again (never sent to a client)."""
+
+    status = 413
+
+
 class ModelNotFound(NotFound):
     def __init__(self, name: str) -> None:
         super().__init__(f"model '{name}' not found")

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 
 from ollmlx import config
-from ollmlx.errors import BadRequest, OllmlxError, RunnerError
+from ollmlx.errors import BadRequest, OllmlxError, PromptOverBudget, RunnerError
 from ollmlx.runner import launch
 from ollmlx.runner.env import runner_env
 from ollmlx.runner.protocol import (
@@ -36,6 +36,8 @@ log = logging.getLogger("ollmlx.runner")
 def _status_error(status: int, message: str) -> OllmlxError:
     if status == 400:
         return BadRequest(message)
+    if status == PromptOverBudget.status:
+        return PromptOverBudget(message)
     err = RunnerError(message)
     err.status = status if status >= 400 else 500
     return err

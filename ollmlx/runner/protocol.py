@@ -38,6 +38,9 @@ class CompletionRequest(BaseModel):
     shift: bool = True
     truncate: bool = True
     return_tokens: bool = False  # include prompt + output tokens in the final chunk (generate's `context`)
+    # the server's truncation budget, when it left the count to the runner: a prompt of more
+    # tokens is refused with 413 and its count, and nothing runs
+    fit_tokens: int | None = None
 
 
 class TokenLogprob(BaseModel):

@@ -123,6 +123,11 @@ def build_app(state: RunnerState) -> Starlette:
     async def completion(request: Request) -> Response:
         req = await body(request, CompletionRequest)
         engine = ready()
+        if req.fit_tokens is not None and req.tokens is None:
+            # /tokenize's count (the engine reads the same text again from its recent encodings)
+            count = len(engine.tokenize(req.prompt, add_special=True))
+            if count > req.fit_tokens:
+                return _err(f"the prompt has {count} tokens, over its budget of {req.fit_tokens}", 413)
         if state.mailbox is None:
             state.mailbox = Mailbox(asyncio.get_running_loop())
         q: asyncio.Queue[dict[str, Any]] = asyncio.Queue()

@@ -19,6 +19,7 @@ from ollmlx.errors import (
     ModelNotFound,
     ModelRequired,
     OllmlxError,
+    PromptOverBudget,
     RequestCanceled,
     RunnerError,
 )
@@ -213,6 +214,9 @@ class Inference:
         except (asyncio.CancelledError, GeneratorExit, RequestCanceled):
             ended = "canceled"
             raise
+        except PromptOverBudget:
+            ended = ""  # not an end: the caller truncates the conversation and asks again
+            raise
         except RunnerError as exc:
             ended = f"error: {exc.message}"
             if self.scheduler.closing:
@@ -223,12 +227,15 @@ class Inference:
             raise
         finally:
             prompt_tokens, eval_tokens = int(done.get("prompt_eval_count") or 0), int(done.get("eval_count") or 0)
-            if self.observer:
+            if not ended:
+                log.debug("%s model=%s: the conversation is over num_ctx, truncating", kind, name)
+            elif self.observer:
                 self.observer.finished(name, prompt_tokens, eval_tokens)
-            log.info("%s model=%s engine=%s runner_pid=%s prompt_tokens=%d eval_tokens=%d load=%.3fs ttft=%s "
-                     "total=%.3fs ended=%s", kind, name, loaded.req.engine if loaded else "-",
-                     loaded.runner.pid if loaded else "-", prompt_tokens, eval_tokens, load_duration,
-                     f"{ttft:.3f}s" if ttft is not None else "-", time.perf_counter() - t0, ended)
+            if ended:
+                log.info("%s model=%s engine=%s runner_pid=%s prompt_tokens=%d eval_tokens=%d load=%.3fs ttft=%s "
+                         "total=%.3fs ended=%s", kind, name, loaded.req.engine if loaded else "-",
+                         loaded.runner.pid if loaded else "-", prompt_tokens, eval_tokens, load_duration,
+                         f"{ttft:.3f}s" if ttft is not None else "-", time.perf_counter() - t0, ended)
 
     # -- /api/generate ---------------------------------------------------------------------
     async def generate(self, req: GenerateRequest) -> AsyncIterator[dict[str, Any]]:
@@ -263,38 +270,54 @@ class Inference:
                 yield {"model": req.model, "created_at": rfc3339nano(), "response": "", "done": True,
                        "done_reason": "load"}
                 return
-            text = await self._generate_prompt(model, req, loaded, opts, think, think_set)
-            if req.debug_render_only:
-                yield {"model": req.model, "created_at": rfc3339nano(), "response": "", "done": False,
-                       "_debug_info": {"rendered_template": text, "image_count": len(req.images or [])}}
-                return
-            check_images(model, caps, req.images or [])
-            parser: OutputParser | None
-            if names is not None:
-                parser, text = harmony_parser(names, text, START + "assistant", bool(req.format))
-            else:
-                parser = output_parser(model, text, think, None, req.template or None)
-            creq = CompletionRequest(prompt=text, options=sampling(opts), format=req.format or None,
-                                     logprobs=req.logprobs, top_logprobs=req.top_logprobs,
-                                     shift=req.shift is not False, truncate=req.truncate is not False,
-                                     return_tokens=not req.raw, images=req.images or [])
-            async for chunk in self._run(model, opts, keep_alive, creq, t0, held=(loaded, load_duration)):
-                delta = parser.feed(chunk.get("content", ""), bool(chunk.get("done"))) if parser \
-                    else Delta(chunk.get("content", ""))
-                out: dict[str, Any] = {"model": req.model, "created_at": rfc3339nano(), "response": delta.content}
-                if delta.thinking:
-                    out["thinking"] = delta.thinking
-                out["done"] = bool(chunk.get("done"))
-                if chunk.get("logprobs"):
-                    out["logprobs"] = chunk["logprobs"]
-                if chunk.get("done"):
-                    out["done_reason"] = chunk.get("done_reason", "stop")
-                    if chunk.get("tokens"):
-                        out["context"] = chunk["tokens"]
-                    _metrics(out, chunk)
-                yield out
+            try:
+                async for out in self._generate(req, model, caps, opts, keep_alive, think, think_set, names, t0,
+                                                (loaded, load_duration), defer=True):
+                    yield out
+            except PromptOverBudget:  # refused before any output: truncate, then ask again
+                async for out in self._generate(req, model, caps, opts, keep_alive, think, think_set, names, t0,
+                                                (loaded, load_duration), defer=False):
+                    yield out
         finally:
             self.scheduler.release(loaded)
+
+    async def _generate(self, req: GenerateRequest, model: Model, caps: list[str], opts: dict[str, Any],
+                        keep_alive: float | None, think: Think, think_set: bool, names: FunctionNames | None,
+                        t0: float, held: tuple[Loaded, float], defer: bool) -> AsyncIterator[dict[str, Any]]:
+        """One try at the generation; with `defer`, the runner checks the untruncated prompt's token
+        count and may refuse it (PromptOverBudget) before any output."""
+        fitted = await self._generate_prompt(model, req, held[0], opts, think, think_set,
+                                             defer and not req.debug_render_only)
+        text = fitted.prompt
+        if req.debug_render_only:
+            yield {"model": req.model, "created_at": rfc3339nano(), "response": "", "done": False,
+                   "_debug_info": {"rendered_template": text, "image_count": len(req.images or [])}}
+            return
+        check_images(model, caps, req.images or [])
+        parser: OutputParser | None
+        if names is not None:
+            parser, text = harmony_parser(names, text, START + "assistant", bool(req.format))
+        else:
+            parser = output_parser(model, text, think, None, req.template or None)
+        creq = CompletionRequest(prompt=text, options=sampling(opts), format=req.format or None,
+                                 logprobs=req.logprobs, top_logprobs=req.top_logprobs,
+                                 shift=req.shift is not False, truncate=req.truncate is not False,
+                                 return_tokens=not req.raw, images=req.images or [], fit_tokens=fitted.budget)
+        async for chunk in self._run(model, opts, keep_alive, creq, t0, held=held):
+            delta = parser.feed(chunk.get("content", ""), bool(chunk.get("done"))) if parser \
+                else Delta(chunk.get("content", ""))
+            out: dict[str, Any] = {"model": req.model, "created_at": rfc3339nano(), "response": delta.content}
+            if delta.thinking:
+                out["thinking"] = delta.thinking
+            out["done"] = bool(chunk.get("done"))
+            if chunk.get("logprobs"):
+                out["logprobs"] = chunk["logprobs"]
+            if chunk.get("done"):
+                out["done_reason"] = chunk.get("done_reason", "stop")
+                if chunk.get("tokens"):
+                    out["context"] = chunk["tokens"]
+                _metrics(out, chunk)
+            yield out
 
     async def _acquire(self, model: Model, opts: dict[str, Any], keep_alive: float | None,
                        t0: float) -> tuple[Loaded, float]:
@@ -317,21 +340,21 @@ class Inference:
         return min(num_ctx, served) if num_ctx and served else (num_ctx or served)
 
     async def _fit(self, model: Model, loaded: Loaded, opts: dict[str, Any], msgs: list[dict[str, Any]],
-                   truncate: bool, render: Callable[[list[dict[str, Any]]], str]) -> Fitted:
+                   truncate: bool, render: Callable[[list[dict[str, Any]]], str], defer: bool = False) -> Fitted:
         async def tokenize(text: str) -> list[int]:
             return await loaded.runner.tokenize(text, add_special=True)
 
         return await fit_messages(msgs, render, tokenize, self._fit_context(loaded, opts), truncate=truncate,
-                                  per_image=IMAGE_TOKENS if model.projector_paths else 0)
+                                  per_image=IMAGE_TOKENS if model.projector_paths else 0, defer=defer)
 
     async def _generate_prompt(self, model: Model, req: GenerateRequest, loaded: Loaded, opts: dict[str, Any],
-                               think: Think, think_set: bool) -> str:
+                               think: Think, think_set: bool, defer: bool) -> Fitted:
         """The text sent to the runner: the prompt as is (raw); the FIM template (suffix); the
         request `template` run on the values; else the chat-like render of system, the model's
         MESSAGEs and the prompt, truncated to num_ctx. The deprecated `context` comes back as text
         in front (spec §2)."""
         if req.raw:
-            return req.prompt
+            return Fitted([], req.prompt, 0)
         if req.template:
             try:
                 ollama_template.parse(req.template)
@@ -339,7 +362,7 @@ class Inference:
                 raise prompts.TemplateRenderError(str(exc)) from exc
         prefix = await loaded.runner.detokenize(req.context) if req.context is not None else ""
         if req.suffix:
-            return prefix + prompts.render_fim(model, req.prompt, req.suffix, req.template or None)
+            return Fitted([], prefix + prompts.render_fim(model, req.prompt, req.suffix, req.template or None), 0)
         msgs: list[dict[str, Any]] = []
         system = req.system or model.system
         if system:
@@ -354,9 +377,10 @@ class Inference:
                 template_override=req.template or None))
 
         if req.template:  # the request's template runs directly on the values
-            return prefix + render(msgs)
-        fitted = await self._fit(model, loaded, opts, msgs, req.truncate is not False, render)
-        return prefix + fitted.prompt
+            return Fitted(msgs, prefix + render(msgs), 0)
+        fitted = await self._fit(model, loaded, opts, msgs, req.truncate is not False, render, defer)
+        fitted.prompt = prefix + fitted.prompt
+        return fitted
 
     # -- /api/chat -------------------------------------------------------------------------
     async def chat(self, req: ChatRequest) -> AsyncIterator[dict[str, Any]]:
@@ -387,15 +411,23 @@ class Inference:
                 yield {"model": req.model, "created_at": rfc3339nano(),
                        "message": {"role": "assistant", "content": ""}, "done": True, "done_reason": "load"}
                 return
-            async for out in self._chat(req, model, caps, opts, keep_alive, messages, think, think_set, t0,
-                                        (loaded, load_duration)):
-                yield out
+            held = (loaded, load_duration)
+            try:
+                async for out in self._chat(req, model, caps, opts, keep_alive, messages, think, think_set, t0, held,
+                                            defer=True):
+                    yield out
+            except PromptOverBudget:  # refused before any output: truncate, then ask again
+                async for out in self._chat(req, model, caps, opts, keep_alive, messages, think, think_set, t0, held,
+                                            defer=False):
+                    yield out
         finally:
             self.scheduler.release(loaded)
 
     async def _chat(self, req: ChatRequest, model: Model, caps: list[str], opts: dict[str, Any],
                     keep_alive: float | None, messages: list[dict[str, Any]], think: Think, think_set: bool,
-                    t0: float, held: tuple[Loaded, float]) -> AsyncIterator[dict[str, Any]]:
+                    t0: float, held: tuple[Loaded, float], defer: bool) -> AsyncIterator[dict[str, Any]]:
+        """One try at the chat; with `defer`, the runner checks the untruncated conversation's
+        token count and may refuse it (PromptOverBudget) before any output."""
         msgs = [m for m in model.messages if isinstance(m, dict)] + messages
         if model.system and messages[0].get("role") != "system":  # the request's first message decides
             msgs.insert(0, {"role": "system", "content": model.system})
@@ -409,7 +441,8 @@ class Inference:
             return prompts.render(model, prompts.PromptRequest(
                 kept, tools=tools, think=think.value, think_level=think.level, is_think_set=think_set))
 
-        fitted = await self._fit(model, held[0], opts, msgs, req.truncate is not False, render)
+        fitted = await self._fit(model, held[0], opts, msgs, req.truncate is not False, render,
+                                 defer and not req.debug_render_only)
         msgs, text = fitted.messages, fitted.prompt
         if req.debug_render_only:
             yield {"model": req.model, "created_at": rfc3339nano(), "message": {"role": "assistant", "content": ""},
@@ -431,7 +464,8 @@ class Inference:
         two_pass = bool(req.format) and parser is not None and (parser.thinking is not None or harmony_two_pass)
         creq = CompletionRequest(prompt=text, options=sampling(opts), format=None if two_pass else req.format or None,
                                  logprobs=req.logprobs, top_logprobs=req.top_logprobs,
-                                 shift=req.shift is not False, truncate=req.truncate is not False, images=images)
+                                 shift=req.shift is not False, truncate=req.truncate is not False, images=images,
+                                 fit_tokens=fitted.budget)
         thought: list[str] = []
         restart = False
         run: Any = self._run(model, opts, keep_alive, creq, t0, "chat", held=held)  # an async generator: closed below
@@ -462,7 +496,7 @@ class Inference:
             text = prompts.render(model, prompts.PromptRequest(
                 msgs, tools=req.tools, think=think.value, think_level=think.level, is_think_set=think_set))
             parser = output_parser(model, text, Think(False, None), req.tools or None)
-        creq = creq.model_copy(update={"prompt": text, "format": req.format})
+        creq = creq.model_copy(update={"prompt": text, "format": req.format, "fit_tokens": None})
         async for chunk in self._run(model, opts, keep_alive, creq, t0, "chat"):
             delta = parser.feed(chunk.get("content", ""), bool(chunk.get("done"))) if parser \
                 else Delta(chunk.get("content", ""))

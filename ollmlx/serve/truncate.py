@@ -31,6 +31,9 @@ class Fitted:
     messages: list[Message]  # what the prompt was rendered from
     prompt: str
     dropped: int  # how many messages were left out
+    # set when the token count was left to the runner (`defer`): the prompt's budget in tokens,
+    # which the completion request carries; over it, the runner refuses and the caller fits again
+    budget: int | None = None
 
 
 def _image_tokens(msgs: list[Message], per_image: int) -> int:
@@ -38,17 +41,26 @@ def _image_tokens(msgs: list[Message], per_image: int) -> int:
 
 
 async def fit_messages(msgs: list[Message], render: Render, tokenize: Tokenize, num_ctx: int, *,
-                       truncate: bool = True, per_image: int = 0) -> Fitted:
-    """The prompt for `msgs`, with the oldest non-system messages dropped until it fits `num_ctx`."""
+                       truncate: bool = True, per_image: int = 0, defer: bool = False) -> Fitted:
+    """The prompt for `msgs`, with the oldest non-system messages dropped until it fits `num_ctx`.
+
+    `defer`: the whole conversation's prompt is returned untokenized, with its token budget, for
+    the completion request to carry. The runner tokenizes the prompt anyway, so a conversation
+    that fits (the common case: a chat's next turn) costs no /tokenize round trip; one that does
+    not comes back refused and is fitted again without `defer`."""
     if not truncate or not msgs:
         return Fitted(list(msgs), render(list(msgs)), 0)
     last = len(msgs) - 1
+    if all(m.get("role") == "system" for m in msgs[:last]):  # nothing could be dropped
+        return Fitted(list(msgs), render(list(msgs)), 0)
     for start in range(len(msgs)):
         kept = [m for m in msgs[:start] if m.get("role") == "system"] + msgs[start:]
         prompt = render(kept)
         images = _image_tokens(msgs[start:], per_image)
         if start == 0 and len(prompt.encode()) + SPECIAL_SLACK + images <= num_ctx:
             return Fitted(kept, prompt, 0)  # fits whatever the tokenizer does: no round trip
+        if start == 0 and defer:
+            return Fitted(kept, prompt, 0, budget=num_ctx - images)
         used = len(await tokenize(prompt)) + images
         if used <= num_ctx or start == last:
             if start:

@@ -6,7 +6,9 @@ import json
 import logging
 import os
 import tempfile
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -36,6 +38,8 @@ class Model:
     params: dict[str, Any] = field(default_factory=dict)
     messages: list[dict[str, Any]] = field(default_factory=list)
     licenses: list[str] = field(default_factory=list)
+    # parsed JSON layers by name: read-only to callers, as the blobs under them never change
+    _json: dict[str, dict[str, Any] | None] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def manifest(self) -> Manifest:
@@ -78,6 +82,13 @@ class Model:
         return read_gguf(path)
 
     def json_layer(self, name: str) -> dict[str, Any] | None:
+        """The parsed JSON file `name` (tokenizer_config.json...), read once per Model; callers
+        must not change it."""
+        if name not in self._json:
+            self._json[name] = self._read_json_layer(name)
+        return self._json[name]
+
+    def _read_json_layer(self, name: str) -> dict[str, Any] | None:
         for layer in self.manifest.layers_of(mf.MT_JSON):
             if layer.name == name:
                 try:
@@ -103,9 +114,16 @@ class Model:
         return self.manifest.total_size()
 
 
+# How many resolved models a Store keeps: each request resolves its model, and re-reading the
+# manifest's layers (config, template, tokenizer_config.json) cost ~1 ms per request.
+RESOLVED_MODELS = 32
+
+
 class Store:
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._resolved: OrderedDict[tuple[str, str, float], Model] = OrderedDict()
+        self._resolved_lock = threading.Lock()
         self.blobs = BlobStore(root)
         self.manifests = ManifestStore(root)
         # Serialises manifest writes against pruning so a create never loses a fresh blob; holds
@@ -129,6 +147,23 @@ class Store:
             raise
 
     def model_from_entry(self, entry: ManifestEntry) -> Model:
+        """The model a manifest describes. Kept by the manifest's digest, path and mtime: its
+        blobs are content-addressed, so the same manifest always reads the same; a re-created or
+        copied model has another key."""
+        key = (entry.digest, str(entry.path), entry.mtime)
+        with self._resolved_lock:
+            model = self._resolved.get(key)
+            if model is not None:
+                self._resolved.move_to_end(key)
+                return model
+        model = self._read_model(entry)
+        with self._resolved_lock:
+            self._resolved[key] = model
+            while len(self._resolved) > RESOLVED_MODELS:
+                self._resolved.popitem(last=False)
+        return model
+
+    def _read_model(self, entry: ManifestEntry) -> Model:
         m = entry.manifest
 
         def text(mt: str) -> str | None:

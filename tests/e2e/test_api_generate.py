@@ -192,6 +192,13 @@ def test_truncation_drops_the_oldest_messages(server: Server, history_model: str
     assert cut.startswith("<|im_start|>system\nYou are terse.<|im_end|>\n") and cut.endswith(CHATML_HI)
     assert "Question number 0" not in cut and "Answer number 2" in cut
     assert rendered(server, model=history_model, prompt="Hi", truncate=False, options={"num_ctx": 110}) == full
+    # a real generation: the runner refuses the whole history (over num_ctx in tokens) before
+    # running anything, the server truncates and asks again; `context` holds exactly `cut`'s tokens
+    # and the output's (the runner's own cut would have dropped the system prompt instead)
+    out = generate(server, model=history_model, prompt="Hi", options={"num_ctx": 110, "num_predict": 1,
+                                                                       "temperature": 0}).json()
+    again = rendered(server, model=history_model, prompt="x", context=out["context"], options={"num_ctx": 4096})
+    assert again.startswith(cut) and out["prompt_eval_count"] + 1 == len(out["context"])
 
 
 def test_prompt_longer_than_the_context(server: Server) -> None:

@@ -56,6 +56,18 @@ def test_syntax_errors(body: bytes, message: str) -> None:
     assert err(body) == message
 
 
+def test_long_strings_are_scanned_whole() -> None:
+    """The scanner skips plain runs of a string in one step: what follows a run (an escape, a quote
+    inside, a control byte, multi-byte UTF-8) is still read byte by byte, with Go's verdicts."""
+    plain = "word " * 20_000 + "é中😀"
+    body = ('{"prompt":"' + plain + '\\n\\"q\\" \\u00e9' + plain + '"}').encode()
+    assert decode_body(body, GEN)["prompt"] == plain + '\n"q" é' + plain
+    assert err(('{"prompt":"' + plain + '\x1f"}').encode()) == "invalid character '\\x1f' in string literal"
+    assert err(('{"prompt":"' + plain + '\\q"}').encode()) == "invalid character 'q' in string escape code"
+    assert err(('{"prompt":"' + plain).encode()) == "unexpected EOF"
+    assert decode_body(b'{' + b" \t\r\n" * 5000 + b'"model" \n:\t "m"  }', GEN) == {"model": "m"}
+
+
 def test_empty_and_blank_bodies_and_the_first_value_only() -> None:
     for body in (b"", b" \r\n\t"):
         with pytest.raises(EmptyBody):

@@ -74,3 +74,23 @@ def test_truncate_off_and_images() -> None:
     assert [x["content"] for x in out.messages] == ["ok", "again"]
     out = fit(with_images, 2 * IMAGE_TOKENS)  # no projector: images cost nothing
     assert out.messages == with_images
+
+
+def test_nothing_to_drop_needs_no_count() -> None:
+    """Only system messages before the last: no truncation could change the prompt, so nothing is
+    tokenized (a /api/generate prompt, a first chat turn)."""
+    lone = [m("system", "sys " * 50), m("user", "a long question " * 50)]
+    out = fit(lone, 5)
+    assert out.messages == lone and out.dropped == 0 and calls == [] and out.budget is None
+
+
+def test_deferred_count_goes_to_the_runner() -> None:
+    """`defer`: a conversation longer in bytes than num_ctx comes back whole and untokenized with
+    its token budget (images taken off); refused, it is fitted again without `defer`."""
+    out = fit(HISTORY, 14, defer=True)
+    assert out.messages == HISTORY and out.dropped == 0 and calls == [] and out.budget == 14
+    with_images = [m("user", "look", images=["a", "b"]), m("assistant", "ok"), m("user", "again", images=["c"])]
+    out = fit(with_images, 3 * IMAGE_TOKENS, per_image=IMAGE_TOKENS, defer=True)
+    assert out.budget == 0 and calls == []
+    assert fit(HISTORY, len(render(HISTORY).encode()) + 4, defer=True).budget is None  # fits by its bytes
+    assert fit(HISTORY, 14, defer=False).dropped == 2

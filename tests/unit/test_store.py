@@ -61,6 +61,31 @@ def test_create_from_gguf_layout_and_statuses(tmp_path: Path) -> None:
     assert model.system == "be brief" and model.params == {"temperature": 0.5, "stop": ["<|im_end|>"]}
 
 
+def test_resolved_models_are_kept_until_their_manifest_changes(tmp_path: Path) -> None:
+    """Every request resolves its model: the layers are read once per manifest, and a re-created
+    model (new manifest at the same name) is read afresh."""
+    store = Store(tmp_path)
+    digest = store.blobs.write_file(smollm2_gguf())
+    _create(store, "smol", files={"model.gguf": digest}, system="first")
+    reads: list[str] = []
+    read_bytes = store.blobs.read_bytes
+
+    def counted(d: str) -> bytes:
+        reads.append(d)
+        return read_bytes(d)
+
+    store.blobs.read_bytes = counted  # type: ignore[method-assign]
+    first = store.load(parse_name("smol"))
+    assert reads and first.system == "first"
+    reads.clear()
+    assert store.load(parse_name("smol")) is first and not reads
+    _create(store, "smol", files={"model.gguf": digest}, system="second")
+    again = store.load(parse_name("smol"))
+    assert again is not first and again.system == "second"
+    _create(store, "copy", from_="smol")
+    assert store.load(parse_name("copy")).name == parse_name("copy")
+
+
 def test_model_deleted_between_manifest_and_blob_reads_is_not_found(tmp_path: Path) -> None:
     """Two servers on one store: B deletes (and prunes) the model just after A read its manifest
     and before A read its template blob. A must answer "not found", not a 500 about a blob."""
