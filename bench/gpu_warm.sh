@@ -1,19 +1,34 @@
 #!/usr/bin/env bash
-# On the GPU machine, after bench/gpu_install.sh: where a warm turn 2's time to first token goes,
-# engine level with the runner's host tuning (probe_warm_ttft.py --tuned), with the few-row kernel
-# on and off; then (TEST=1) the few-row kernel's and the batch step's CUDA tests.
-#   TEST=1 bench/gpu_warm.sh
+# On the GPU machine, after bench/gpu_install.sh: where a warm turn 2's time to first token goes.
+#   TEST=1: the few-row kernel's and the batch step's CUDA tests first.
+#   ENGINE=1: engine level with the runner's host tuning (probe_warm_ttft.py --tuned --timeline).
+#   SERVED=1: served (probe_server_path.py) on the 8B shape and on the tiny model, this tree's code
+#     and, where ./old holds an earlier tree (`git archive <commit> ollmlx bench | tar -x -C old`),
+#     that one's too, one after the other on the same machine.
+#   TEST=1 ENGINE=1 SERVED=1 bench/gpu_warm.sh
 set -uo pipefail
 export PYTHONPATH=/tmp/site:$PWD OLLMLX_MLX_DEVICE=gpu PATH=/tmp/site/bin:$PATH
 out=${OUT:-/tmp}
 bench/gpu_install.sh model m8b
-for on in 1 0; do
-  OLLMLX_MLX_ROWS_KERNEL=$on timeout 150 python bench/probe_warm_ttft.py --tuned --model-dir /tmp/m8b 2>&1 \
-    | grep -v "transformers\]" > "$out/warm-rows-$on.txt"
-  echo "rows kernel $on:"; grep -E "case" "$out/warm-rows-$on.txt"
-done
 if [ "${TEST:-0}" = 1 ]; then
-  timeout 330 python -m pytest -q -p no:cacheprovider -o addopts="-ra --strict-markers" tests/engine/test_cuda_rows.py \
-    tests/engine/test_batch_step.py --durations=6 > "$out/tests-rows.txt" 2>&1
+  timeout "${TEST_S:-330}" python -m pytest -q -p no:cacheprovider -o addopts="-ra --strict-markers" \
+    tests/engine/test_cuda_rows.py tests/engine/test_batch_step.py --durations=6 > "$out/tests-rows.txt" 2>&1
   tail -15 "$out/tests-rows.txt"
+fi
+if [ "${ENGINE:-0}" = 1 ]; then
+  timeout 200 python bench/probe_warm_ttft.py --tuned --timeline --model-dir /tmp/m8b 2>&1 \
+    | grep -v "transformers\]" > "$out/warm-engine.txt"
+  grep -E "case|timeline" "$out/warm-engine.txt" | head -60
+fi
+if [ "${SERVED:-0}" = 1 ]; then
+  [ -f /tmp/tiny/config.json ] || python bench/make_random_model.py --shape tiny --bits 0 --out /tmp/tiny >/dev/null 2>&1
+  for m in m8b tiny; do
+    for tree in . old; do
+      [ -f "$tree/bench/probe_server_path.py" ] || continue
+      echo "== $m, tree $tree"
+      (cd "$tree" && PYTHONPATH=/tmp/site:$PWD timeout 150 python bench/probe_server_path.py --model-dir "/tmp/$m" \
+        --turns "${TURNS:-10}" 2>&1 | grep -v "transformers\]" > "$out/served-$m-${tree//./new}.txt")
+      tail -3 "$out/served-$m-${tree//./new}.txt"
+    done
+  done
 fi

@@ -43,6 +43,9 @@ def _status_error(status: int, message: str) -> OllmlxError:
     return err
 
 
+_PROC = os.path.exists("/proc/self/stat")
+
+
 def _has_exited(proc: asyncio.subprocess.Process) -> bool:
     """True once the process has ended, even before asyncio's child watcher has reaped it and set
     returncode: a stream sees a killed runner's socket close first, and a request arriving in
@@ -50,6 +53,12 @@ def _has_exited(proc: asyncio.subprocess.Process) -> bool:
     the watcher still collects the exit code."""
     if proc.returncode is not None:
         return True
+    if _PROC:  # Linux: the state letter, without psutil's per-Process set-up (every request asks)
+        try:
+            with open(f"/proc/{proc.pid}/stat", "rb") as f:
+                return f.read().rpartition(b")")[2].split()[0] in (b"Z", b"X")
+        except FileNotFoundError:  # reaped
+            return True
     import psutil
 
     try:

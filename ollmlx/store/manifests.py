@@ -101,6 +101,10 @@ class ManifestEntry:
 class ManifestStore:
     def __init__(self, root: Path) -> None:
         self.dir = root / "manifests"
+        # the last entry read from each manifest file, by its stat: every request reads its model's
+        # manifest, and a write replaces the file (a new inode), so an unchanged stat means
+        # unchanged bytes
+        self._read: dict[Path, tuple[tuple[int, int, int], ManifestEntry]] = {}
 
     def path(self, name: ModelName) -> Path:
         return self.dir / name.manifest_relpath()
@@ -132,11 +136,19 @@ class ManifestStore:
             return None
         path = self.path(found)
         try:
+            st = path.stat()
+            key = (st.st_ino, st.st_mtime_ns, st.st_size)
+            seen = self._read.get(path)
+            if seen is not None and seen[0] == key and seen[1].name == found:
+                return seen[1]
             data = path.read_bytes()
             st = path.stat()
         except FileNotFoundError:
             return None
-        return ManifestEntry(found, Manifest.from_bytes(data), hashlib.sha256(data).hexdigest(), st.st_mtime, path)
+        entry = ManifestEntry(found, Manifest.from_bytes(data), hashlib.sha256(data).hexdigest(), st.st_mtime, path)
+        if (st.st_ino, st.st_mtime_ns, st.st_size) == key:  # not replaced while being read
+            self._read[path] = (key, entry)
+        return entry
 
     def list(self) -> list[ManifestEntry]:
         out = []
@@ -174,6 +186,7 @@ class ManifestStore:
         found = self.resolve(name) or name
         path = self.path(found)
         path.unlink(missing_ok=True)
+        self._read.pop(path, None)
         # prune now-empty directories up to manifests/
         parent = path.parent
         while parent != self.dir and parent.is_dir():

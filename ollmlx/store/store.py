@@ -103,11 +103,18 @@ class Model:
         return self.json_layer("config.json") or {}
 
     def json_layer_paths(self) -> dict[str, str]:
-        return {layer.name: str(self.blobs.path(layer.digest))
-                for layer in self.manifest.layers_of(mf.MT_JSON) if layer.name}
+        return dict(self._layer_paths[1])
 
     def tensor_paths(self) -> list[str]:
-        return [str(self.blobs.path(layer.digest)) for layer in self.manifest.layers_of(mf.MT_TENSOR)]
+        return list(self._layer_paths[0])
+
+    @cached_property
+    def _layer_paths(self) -> tuple[list[str], dict[str, str]]:
+        """(tensor files, JSON files by name): built once, as every request's load request names
+        them (one layer per tensor: hundreds of paths for an 8B model)."""
+        return ([str(self.blobs.path(layer.digest)) for layer in self.manifest.layers_of(mf.MT_TENSOR)],
+                {layer.name: str(self.blobs.path(layer.digest))
+                 for layer in self.manifest.layers_of(mf.MT_JSON) if layer.name})
 
     @property
     def size(self) -> int:
