@@ -32,3 +32,12 @@ if [ "${SERVED:-0}" = 1 ]; then
     done
   done
 fi
+if [ "${SDPA:-0}" = 1 ]; then  # mlx-cuda's cuDNN attention (a graph built per new shape) on and off
+  for v in 1 0; do
+    echo "== MLX_CUDA_USE_CUDNN_SDPA=$v"
+    MLX_CUDA_USE_CUDNN_SDPA=$v timeout 200 python bench/probe_warm_ttft.py --tuned --model-dir /tmp/m8b --fresh-only \
+      --fresh-lengths "${LENGTHS:-1100,1400,1700,1900,2100,2300,2600,2900}" 2>&1 | grep -v "transformers\]" \
+      > "$out/sdpa-$v.txt"
+    grep -E "fresh|decode|forward" "$out/sdpa-$v.txt"
+  done
+fi

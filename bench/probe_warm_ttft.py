@@ -26,6 +26,10 @@ def main() -> None:
     ap.add_argument("--warmup", action="store_true")
     ap.add_argument("--timeline", action="store_true", help="also print one warm turn's timeline: when the "
                     "engine's steps (admission, prefix-cache lookup, forward queued, first token read) start and end")
+    ap.add_argument("--fresh-lengths", default="", help="comma-separated history lengths, each seen once: cold "
+                    "and warm turn-2 time to first token where every shape is new, as in real conversations "
+                    "(kernel plans built per shape, such as cuDNN attention graphs, are paid then)")
+    ap.add_argument("--fresh-only", action="store_true", help="stop after --fresh-lengths")
     ap.add_argument("--tuned", action="store_true", help="the runner's host tuning first (flattened rows, few-row "
                     "kernel, fused and batch steps), as a served model gets it")
     args = ap.parse_args()
@@ -68,6 +72,28 @@ def main() -> None:
 
     rows: list[dict[str, Any]] = []
     run(ids(8), 1)
+    if args.fresh_lengths:
+        colds, warms = [], []
+        for n in (int(x) for x in args.fresh_lengths.split(",")):
+            hist = ids(n)
+            cold, _ = run(hist, 8)
+            warm, final = run(hist + ids(8) + ids(20), 8)
+            colds.append(cold * 1e3)
+            warms.append(warm * 1e3)
+            print(json.dumps({"fresh_length": n, "cold_ms": round(cold * 1e3, 1), "warm_ms": round(warm * 1e3, 1),
+                              "prompt_eval": final.get("prompt_eval_count")}), flush=True)
+        import statistics
+
+        print(json.dumps({"fresh_median_cold_ms": round(statistics.median(colds), 1),
+                          "fresh_median_warm_ms": round(statistics.median(warms), 1),
+                          "warm_over_cold": round(statistics.median(warms) / statistics.median(colds), 3)}), flush=True)
+        if args.fresh_only:
+            t0 = time.perf_counter()
+            for _ in range(3):
+                run(ids(28), 65)
+            print(json.dumps({"decode_step_ms_approx": round((time.perf_counter() - t0) / 3 / 65 * 1e3, 2)}), flush=True)
+            engine.stop()
+            return
     if args.timeline:
         events = _record_timeline()
         for _ in range(3):  # the last of three
