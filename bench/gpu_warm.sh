@@ -41,3 +41,12 @@ if [ "${SDPA:-0}" = 1 ]; then  # mlx-cuda's cuDNN attention (a graph built per n
     grep -E "fresh|decode|forward" "$out/sdpa-$v.txt"
   done
 fi
+if [ "${GRAPHS:-0}" = 1 ]; then  # mlx-cuda's CUDA graphs (instantiated per new graph) on and off, cuDNN off
+  for v in 1 0; do
+    echo "== MLX_USE_CUDA_GRAPHS=$v"
+    MLX_USE_CUDA_GRAPHS=$v timeout 200 python bench/probe_warm_ttft.py --tuned --model-dir /tmp/m8b --fresh-only --timeline \
+      --fresh-lengths "${LENGTHS:-1100,1400,1700,1900,2100,2300,2600,2900}" 2>&1 | grep -v "transformers\]" \
+      > "$out/graphs-$v.txt"
+    grep -E "fresh|decode|forward" "$out/graphs-$v.txt" | head -40
+  done
+fi

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sys
 import threading
@@ -33,6 +34,7 @@ def main() -> None:
     ap.add_argument("--tuned", action="store_true", help="the runner's host tuning first (flattened rows, few-row "
                     "kernel, fused and batch steps), as a served model gets it")
     args = ap.parse_args()
+    os.environ.setdefault("MLX_CUDA_USE_CUDNN_SDPA", "0")  # as runners run (runner/env.py)
     import mlx.core as mx
 
     from bench.mlx_engine_setup import load_model, start_engine
@@ -74,10 +76,15 @@ def main() -> None:
     run(ids(8), 1)
     if args.fresh_lengths:
         colds, warms = [], []
+        slowest: tuple[float, list[tuple[float, str]]] = (0.0, [])
         for n in (int(x) for x in args.fresh_lengths.split(",")):
             hist = ids(n)
             cold, _ = run(hist, 8)
+            events.clear()
+            t0 = time.perf_counter()
             warm, final = run(hist + ids(8) + ids(20), 8)
+            if warm > slowest[0]:
+                slowest = (warm, [(round((t - t0) * 1e3, 2), what) for t, what in events])
             colds.append(cold * 1e3)
             warms.append(warm * 1e3)
             print(json.dumps({"fresh_length": n, "cold_ms": round(cold * 1e3, 1), "warm_ms": round(warm * 1e3, 1),
@@ -87,6 +94,8 @@ def main() -> None:
         print(json.dumps({"fresh_median_cold_ms": round(statistics.median(colds), 1),
                           "fresh_median_warm_ms": round(statistics.median(warms), 1),
                           "warm_over_cold": round(statistics.median(warms) / statistics.median(colds), 3)}), flush=True)
+        for ms, what in slowest[1][:24]:
+            print(json.dumps({"fresh_slowest_timeline_ms": ms, "event": what}), flush=True)
         if args.fresh_only:
             t0 = time.perf_counter()
             for _ in range(3):
@@ -94,8 +103,8 @@ def main() -> None:
             print(json.dumps({"decode_step_ms_approx": round((time.perf_counter() - t0) / 3 / 65 * 1e3, 2)}), flush=True)
             engine.stop()
             return
-    if args.timeline:
-        events = _record_timeline()
+    events = _record_timeline() if args.timeline else []
+    if args.timeline and not args.fresh_only:
         for _ in range(3):  # the last of three
             hist = ids(args.history)
             run(hist, 8)
