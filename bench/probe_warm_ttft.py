@@ -74,6 +74,7 @@ def main() -> None:
 
     rows: list[dict[str, Any]] = []
     run(ids(8), 1)
+    events = _record_timeline() if args.timeline else []
     if args.fresh_lengths:
         colds, warms = [], []
         slowest: tuple[float, list[tuple[float, str]]] = (0.0, [])
@@ -103,7 +104,6 @@ def main() -> None:
             print(json.dumps({"decode_step_ms_approx": round((time.perf_counter() - t0) / 3 / 65 * 1e3, 2)}), flush=True)
             engine.stop()
             return
-    events = _record_timeline() if args.timeline else []
     if args.timeline and not args.fresh_only:
         for _ in range(3):  # the last of three
             hist = ids(args.history)
