@@ -26,6 +26,7 @@ from ollmlx.api.metrics import install_metrics
 from ollmlx.api.security import install_security
 from ollmlx.api.streaming import JSONResponse
 from ollmlx.errors import OllmlxError, message_of
+from ollmlx.runner import folders as runner_folders
 from ollmlx.runner.client import RunnerProcess
 from ollmlx.runner.protocol import ModelSpec
 from ollmlx.sched.scheduler import LoadRequest, RunnerFactory, Scheduler
@@ -87,6 +88,8 @@ def create_app(models_dir: Path, factory: RunnerFactory | None = None) -> FastAP
         removed = await asyncio.to_thread(store.blobs.sweep_abandoned)
         if removed:
             log.info("removed %d temp files left by an interrupted create or pull", removed)
+        if swept := await asyncio.to_thread(runner_folders.sweep):
+            log.info("removed %d runner folders left by servers that were killed", swept)
         if not config.noprune():  # blobs no model uses (spec §16)
             pruned = await asyncio.to_thread(store.prune_unused)
             if pruned:

@@ -10,7 +10,6 @@ import json
 import logging
 import os
 import signal
-import tempfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,7 +19,7 @@ import httpx
 
 from ollmlx import config
 from ollmlx.errors import BadRequest, OllmlxError, PromptOverBudget, RunnerError
-from ollmlx.runner import launch
+from ollmlx.runner import folders, launch
 from ollmlx.runner.env import runner_env
 from ollmlx.runner.protocol import (
     CompletionRequest,
@@ -79,8 +78,8 @@ class RunnerProcess:
         self.hostfile = hostfile if hostfile is not None else (config.hostfile() if engine == "mlx" else None)
         self.peers: list[tuple[int, str, asyncio.subprocess.Process]] = []  # (rank, host, process), ranks > 0
         self.dead_rank = ""  # which rank ended the group, when one did
-        self._dir = tempfile.mkdtemp(prefix="ollmlx-runner-")
-        self.socket = os.path.join(self._dir, "runner.sock")
+        self._dir = folders.make()
+        self.socket = os.path.join(self._dir, folders.SOCKET)
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=40)
         self._fatal: str | None = None
         self._client: httpx.AsyncClient | None = None
@@ -319,7 +318,7 @@ class RunnerProcess:
             t.cancel()
         with contextlib.suppress(OSError):
             Path(self.socket).unlink(missing_ok=True)
-            for name in ("spec.json", "ring-hostfile.json", "mpi-hostfile"):
+            for name in ("spec.json", "ring-hostfile.json", "mpi-hostfile", folders.OWNER):
                 (Path(self._dir) / name).unlink(missing_ok=True)
             os.rmdir(self._dir)
 

@@ -16,6 +16,7 @@ import resource
 import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -206,6 +207,33 @@ def test_killed_server_leaves_a_temp_file_the_next_start_removes(server: Server,
     assert live.status == 201
     BlobStore(server.models).remove(live.digest)
     assert temp_files(server.models) == [] and store_problems(server.models) == []
+
+
+def test_a_killed_servers_runner_folders_are_swept_by_the_next_server(server: Server, tmp_path: Path) -> None:
+    """A server killed with SIGKILL cannot remove its runners' socket folders; its runner exits on
+    its own (its parent is gone), and the next server to start removes the folder."""
+    tmp = Path(tempfile.mkdtemp(prefix="ollmlx-t-", dir="/tmp"))  # short: a socket path holds ~100 bytes
+    try:
+        _sweep_after_kill(server, tmp_path, tmp)
+    finally:
+        shutil.rmtree(tmp)
+
+
+def _sweep_after_kill(server: Server, tmp_path: Path, tmp: Path) -> None:
+    from ollmlx.runner import folders
+
+    with running_server(tmp_path / "victim", {"TMPDIR": str(tmp)}, models=server.models) as victim:
+        r = httpx.post(victim.url + "/api/generate", timeout=300,
+                       json={"model": MODEL, "prompt": "Hi", "stream": False, "options": {"num_predict": 1}})
+        assert r.status_code == 200, r.text
+        (folder,) = tmp.glob(folders.PREFIX + "*")
+        victim.proc.kill()
+        victim.proc.wait(10)
+        assert wait_for(lambda: not folders._answers(folder / folders.SOCKET), timeout=60), "the runner outlived its server"
+        assert folder.is_dir()
+        with running_server(tmp_path / "next", {"TMPDIR": str(tmp)}, models=server.models) as nxt:
+            assert not folder.exists()
+            assert "removed 1 runner folders left by servers that were killed" in nxt.log()
 
 
 # -- a full disk -----------------------------------------------------------------------------
