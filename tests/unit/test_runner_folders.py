@@ -5,11 +5,13 @@ a live server's folder, a listening runner's and a runner still starting stay.""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,7 +25,17 @@ def _folder(tmp: Path, name: str) -> Path:
     return path
 
 
-def test_sweep_removes_only_what_a_dead_server_left(tmp_path: Path) -> None:
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A temp directory with a short path: a socket path holds ~100 bytes, pytest's tmp_path can
+    be longer."""
+    path = Path(tempfile.mkdtemp(prefix="ollmlx-t-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path)
+
+
+def test_sweep_removes_only_what_a_dead_server_left(short_tmp: Path) -> None:
+    tmp_path = short_tmp
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     gone_pid = int(dead.stdout)
     orphan = _folder(tmp_path, "orphan")
