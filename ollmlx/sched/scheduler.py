@@ -100,6 +100,7 @@ class Scheduler:
         # runs before a runner is started for a model (blob verification, store/verify.py)
         self.before_load: Callable[[LoadRequest], Awaitable[None]] | None = None
         self.closing = False  # set by drain(): the server is stopping
+        self._stopping: set[asyncio.Future[None]] = set()  # runner stops in progress (_unload)
 
     @property
     def queue_depth(self) -> int:
@@ -255,10 +256,16 @@ class Scheduler:
             del self.loaded[loaded.req.key]
         if loaded.timer:
             loaded.timer.cancel()
-        await loaded.runner.stop(stop_grace)
-        if loaded.watcher:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(loaded.watcher, 2)
+        stopped = asyncio.get_running_loop().create_future()
+        self._stopping.add(stopped)
+        try:
+            await loaded.runner.stop(stop_grace)
+            if loaded.watcher:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(loaded.watcher, 2)
+        finally:
+            self._stopping.discard(stopped)
+            stopped.set_result(None)
         log.info("unloaded %s", loaded.req.name)
         self._notify()
 
@@ -287,3 +294,6 @@ class Scheduler:
 
     async def shutdown(self) -> None:
         await asyncio.gather(*(self._unload(x) for x in list(self.loaded.values())), return_exceptions=True)
+        # runners already on their way out (SIGTERM's drain took them off `loaded`): the process
+        # must not end before they have, or their socket folders stay behind
+        await asyncio.gather(*list(self._stopping), return_exceptions=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import tempfile
 from pathlib import Path
 
 import httpx
@@ -63,15 +64,26 @@ def test_load_failure_is_reported_with_status(server: Server, tmp_path: Path) ->
     assert httpx.request("DELETE", server.url + "/api/delete", json={"model": "weird"}).status_code == 200
 
 
+def _runner_folders(srv: Server) -> list[Path]:
+    from ollmlx.runner import folders
+
+    return [p for p in Path(tempfile.gettempdir()).glob(folders.PREFIX + "*")
+            if (p / folders.OWNER).is_file() and (p / folders.OWNER).read_text() == str(srv.proc.pid)]
+
+
 @pytest.mark.slow
 def test_server_sigterm_stops_runners_and_sigkill_orphans_exit(tmp_path: Path) -> None:
     with running_server(tmp_path) as srv:
         create_smollm2(srv)
         httpx.post(srv.url + "/api/generate", json={"model": "smollm2:135m"}, timeout=120)
         (pid,) = srv.runners()
+        (folder,) = _runner_folders(srv)
         srv.proc.send_signal(signal.SIGTERM)
         srv.proc.wait(30)
         assert wait_for(lambda: not os.path.exists(f"/proc/{pid}") or srv.runners() == [])
+        # SIGTERM's drain had taken the runner off the loaded list: the lifespan's shutdown waited
+        # for its stop, so its socket folder is gone with it
+        assert not folder.exists()
     with running_server(tmp_path / "b", models=tmp_path / "models") as srv:
         httpx.post(srv.url + "/api/generate", json={"model": "smollm2:135m"}, timeout=120)
         (pid,) = srv.runners()
