@@ -316,11 +316,7 @@ class RunnerProcess:
             await self._client.aclose()
         for t in self._tasks:
             t.cancel()
-        with contextlib.suppress(OSError):
-            Path(self.socket).unlink(missing_ok=True)
-            for name in ("spec.json", "ring-hostfile.json", "mpi-hostfile", folders.OWNER):
-                (Path(self._dir) / name).unlink(missing_ok=True)
-            os.rmdir(self._dir)
+        folders.remove(self._dir)
 
 
 def _error_text(body: bytes) -> str:

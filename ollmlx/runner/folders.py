@@ -39,13 +39,18 @@ def make() -> str:
     return path
 
 
+def remove(path: str | Path) -> None:
+    """A runner folder and whatever its runner left in it (socket, spec, hostfiles)."""
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def _running(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # someone else's process: alive
-        return True
+        pass
     return True
 
 
@@ -92,7 +97,7 @@ def _sweep(root: Path) -> int:
                 if not folder.is_dir() or folder.is_symlink() or folder.stat().st_uid != os.getuid():
                     continue
                 if _stale(folder, now):
-                    shutil.rmtree(folder)
+                    shutil.rmtree(folder)  # errors reported below, unlike remove()
                     removed += 1
             except OSError as exc:  # a folder another server removed meanwhile, or not ours to remove
                 log.debug("runner folder %s: %s", folder, exc)

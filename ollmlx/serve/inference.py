@@ -229,9 +229,9 @@ class Inference:
             prompt_tokens, eval_tokens = int(done.get("prompt_eval_count") or 0), int(done.get("eval_count") or 0)
             if not ended:
                 log.debug("%s model=%s: the conversation is over num_ctx, truncating", kind, name)
-            elif self.observer:
-                self.observer.finished(name, prompt_tokens, eval_tokens)
-            if ended:
+            else:
+                if self.observer:
+                    self.observer.finished(name, prompt_tokens, eval_tokens)
                 log.info("%s model=%s engine=%s runner_pid=%s prompt_tokens=%d eval_tokens=%d load=%.3fs ttft=%s "
                          "total=%.3fs ended=%s", kind, name, loaded.req.engine if loaded else "-",
                          loaded.runner.pid if loaded else "-", prompt_tokens, eval_tokens, load_duration,
@@ -270,14 +270,9 @@ class Inference:
                 yield {"model": req.model, "created_at": rfc3339nano(), "response": "", "done": True,
                        "done_reason": "load"}
                 return
-            try:
-                async for out in self._generate(req, model, caps, opts, keep_alive, think, think_set, names, t0,
-                                                (loaded, load_duration), defer=True):
-                    yield out
-            except PromptOverBudget:  # refused before any output: truncate, then ask again
-                async for out in self._generate(req, model, caps, opts, keep_alive, think, think_set, names, t0,
-                                                (loaded, load_duration), defer=False):
-                    yield out
+            async for out in _fitted(lambda defer: self._generate(
+                    req, model, caps, opts, keep_alive, think, think_set, names, t0, (loaded, load_duration), defer)):
+                yield out
         finally:
             self.scheduler.release(loaded)
 
@@ -411,15 +406,9 @@ class Inference:
                 yield {"model": req.model, "created_at": rfc3339nano(),
                        "message": {"role": "assistant", "content": ""}, "done": True, "done_reason": "load"}
                 return
-            held = (loaded, load_duration)
-            try:
-                async for out in self._chat(req, model, caps, opts, keep_alive, messages, think, think_set, t0, held,
-                                            defer=True):
-                    yield out
-            except PromptOverBudget:  # refused before any output: truncate, then ask again
-                async for out in self._chat(req, model, caps, opts, keep_alive, messages, think, think_set, t0, held,
-                                            defer=False):
-                    yield out
+            async for out in _fitted(lambda defer: self._chat(
+                    req, model, caps, opts, keep_alive, messages, think, think_set, t0, (loaded, load_duration), defer)):
+                yield out
         finally:
             self.scheduler.release(loaded)
 
@@ -503,6 +492,17 @@ class Inference:
             if not delta.hold or chunk.get("logprobs"):
                 for out in _chat_chunks(req.model, chunk, delta):
                     yield out
+
+
+async def _fitted(attempt: Callable[[bool], AsyncIterator[dict[str, Any]]]) -> AsyncIterator[dict[str, Any]]:
+    """A request's output, first with the num_ctx check left to the runner (`attempt(True)`); if
+    the runner refuses the prompt (before any output), truncated by the server (`attempt(False)`)."""
+    try:
+        async for out in attempt(True):
+            yield out
+    except PromptOverBudget:
+        async for out in attempt(False):
+            yield out
 
 
 def _chat_chunks(model: str, chunk: dict[str, Any], delta: Delta) -> list[dict[str, Any]]:

@@ -48,10 +48,8 @@ async def fit_messages(msgs: list[Message], render: Render, tokenize: Tokenize, 
     the completion request to carry. The runner tokenizes the prompt anyway, so a conversation
     that fits (the common case: a chat's next turn) costs no /tokenize round trip; one that does
     not comes back refused and is fitted again without `defer`."""
-    if not truncate or not msgs:
-        return Fitted(list(msgs), render(list(msgs)), 0)
     last = len(msgs) - 1
-    if all(m.get("role") == "system" for m in msgs[:last]):  # nothing could be dropped
+    if not truncate or all(m.get("role") == "system" for m in msgs[:last]):  # nothing could be dropped
         return Fitted(list(msgs), render(list(msgs)), 0)
     for start in range(len(msgs)):
         kept = [m for m in msgs[:start] if m.get("role") == "system"] + msgs[start:]

@@ -117,11 +117,10 @@ class SoloStream:
             # forward came before the first token (time to first token) - on a CPU all of it
             # (SmolLM2 on a 2-core host: ~120 ms of a ~570 ms warm turn 2).
             self._first = False
-            value = cast(int, token.item())
             self._held = token
         else:
             self._next = self._forward(token)
-            value = cast(int, token.item())
+        value = cast(int, token.item())
         self.tokens.append(value)
         return value, logprobs[0]
 
