@@ -5,6 +5,7 @@
 #   SERVED=1: served (probe_server_path.py) on the 8B shape and on the tiny model, this tree's code
 #     and, where ./old holds an earlier tree (`git archive <commit> ollmlx bench | tar -x -C old`),
 #     that one's too, one after the other on the same machine.
+#   BUCKETS=1 / BUCKETS_SERVED=1: prefill_buckets.py off and on, engine level / served (bench_mlx_serving turn 2).
 #   TEST=1 ENGINE=1 SERVED=1 bench/gpu_warm.sh
 set -uo pipefail
 export PYTHONPATH=/tmp/site:$PWD OLLMLX_MLX_DEVICE=gpu PATH=/tmp/site/bin:$PATH
@@ -48,5 +49,24 @@ if [ "${GRAPHS:-0}" = 1 ]; then  # mlx-cuda's CUDA graphs (instantiated per new 
       --fresh-lengths "${LENGTHS:-1100,1400,1700,1900,2100,2300,2600,2900}" 2>&1 | grep -v "transformers\]" \
       > "$out/graphs-$v.txt"
     grep -E "fresh|decode|forward" "$out/graphs-$v.txt" | head -40
+  done
+fi
+if [ "${BUCKETS:-0}" = 1 ]; then  # a prompt's last chunk at bucketed shapes (prefill_buckets.py) off and on
+  for v in 0 1; do
+    echo "== OLLMLX_MLX_PREFILL_BUCKETS=$v, engine"
+    OLLMLX_MLX_PREFILL_BUCKETS=$v timeout 240 python bench/probe_warm_ttft.py --tuned --model-dir /tmp/m8b --fresh-only \
+      --fresh-passes 2 --fresh-lengths "${LENGTHS:-1100,1400,1700,1900,2100,2300,2600,2900}" 2>&1 \
+      | grep -v "transformers\]" > "$out/buckets-$v.txt"
+    grep -E "fresh_length|fresh_pass|decode" "$out/buckets-$v.txt"
+  done
+fi
+if [ "${BUCKETS_SERVED:-0}" = 1 ]; then  # the same, served: bench_mlx_serving.py's turn 2, one stream
+  for v in ${BUCKET_SETTINGS:-1 0}; do
+    echo "== OLLMLX_MLX_PREFILL_BUCKETS=$v, served"
+    OLLMLX_MLX_PREFILL_BUCKETS=$v BENCH_OUT=$out timeout 300 python bench/bench_mlx_serving.py --model-dir /tmp/m8b \
+      --skip-mlx-server --label "random-weight llama-3.1-8b, 4-bit, OLLMLX_MLX_PREFILL_BUCKETS=$v" --tokens 128 \
+      --concurrency 1 2>&1 | grep -v "transformers\]" > "$out/serve-buckets$v.txt"
+    mv "$out"/mlx-serving-*.json "$out/serve-buckets$v.json" 2>/dev/null
+    grep -E "turn2|Turn-2|^\| 1 " "$out/serve-buckets$v.txt" | cut -c1-400
   done
 fi

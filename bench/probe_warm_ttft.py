@@ -30,6 +30,9 @@ def main() -> None:
     ap.add_argument("--fresh-lengths", default="", help="comma-separated history lengths, each seen once: cold "
                     "and warm turn-2 time to first token where every shape is new, as in real conversations "
                     "(kernel plans built per shape, such as cuDNN attention graphs, are paid then)")
+    ap.add_argument("--fresh-passes", type=int, default=1, help="passes over --fresh-lengths, each pass's "
+                    "lengths --fresh-shift tokens longer than the last's (new lengths, shapes maybe seen)")
+    ap.add_argument("--fresh-shift", type=int, default=50)
     ap.add_argument("--fresh-only", action="store_true", help="stop after --fresh-lengths")
     ap.add_argument("--tuned", action="store_true", help="the runner's host tuning first (flattened rows, few-row "
                     "kernel, fused and batch steps), as a served model gets it")
@@ -76,27 +79,29 @@ def main() -> None:
     run(ids(8), 1)
     events = _record_timeline() if args.timeline else []
     if args.fresh_lengths:
-        colds, warms = [], []
-        slowest: tuple[float, list[tuple[float, str]]] = (0.0, [])
-        for n in (int(x) for x in args.fresh_lengths.split(",")):
-            hist = ids(n)
-            cold, _ = run(hist, 8)
-            events.clear()
-            t0 = time.perf_counter()
-            warm, final = run(hist + ids(8) + ids(20), 8)
-            if warm > slowest[0]:
-                slowest = (warm, [(round((t - t0) * 1e3, 2), what) for t, what in events])
-            colds.append(cold * 1e3)
-            warms.append(warm * 1e3)
-            print(json.dumps({"fresh_length": n, "cold_ms": round(cold * 1e3, 1), "warm_ms": round(warm * 1e3, 1),
-                              "prompt_eval": final.get("prompt_eval_count")}), flush=True)
         import statistics
 
-        print(json.dumps({"fresh_median_cold_ms": round(statistics.median(colds), 1),
-                          "fresh_median_warm_ms": round(statistics.median(warms), 1),
-                          "warm_over_cold": round(statistics.median(warms) / statistics.median(colds), 3)}), flush=True)
-        for ms, what in slowest[1][:24]:
-            print(json.dumps({"fresh_slowest_timeline_ms": ms, "event": what}), flush=True)
+        for shift in range(0, args.fresh_passes * args.fresh_shift, args.fresh_shift):
+            colds, warms = [], []
+            slowest: tuple[float, list[tuple[float, str]]] = (0.0, [])
+            for n in (int(x) + shift for x in args.fresh_lengths.split(",")):
+                hist = ids(n)
+                cold, _ = run(hist, 8)
+                events.clear()
+                t0 = time.perf_counter()
+                warm, final = run(hist + ids(8) + ids(20), 8)
+                if warm > slowest[0]:
+                    slowest = (warm, [(round((t - t0) * 1e3, 2), what) for t, what in events])
+                colds.append(cold * 1e3)
+                warms.append(warm * 1e3)
+                print(json.dumps({"fresh_length": n, "cold_ms": round(cold * 1e3, 1), "warm_ms": round(warm * 1e3, 1),
+                                  "prompt_eval": final.get("prompt_eval_count")}), flush=True)
+            print(json.dumps({"fresh_pass_shift": shift, "fresh_median_cold_ms": round(statistics.median(colds), 1),
+                              "fresh_median_warm_ms": round(statistics.median(warms), 1),
+                              "warm_over_cold": round(statistics.median(warms) / statistics.median(colds), 3)}),
+                  flush=True)
+            for ms, what in slowest[1][:24]:
+                print(json.dumps({"fresh_slowest_timeline_ms": ms, "event": what}), flush=True)
         if args.fresh_only:
             t0 = time.perf_counter()
             for _ in range(3):

@@ -13,7 +13,7 @@ from typing import Any
 import mlx.core as mx
 import mlx.nn as nn
 
-from ollmlx.runner.engines.mlx import batch_step, cuda_rows, fused_step
+from ollmlx.runner.engines.mlx import batch_step, cuda_rows, fused_step, prefill_buckets
 from ollmlx.runner.engines.mlx.build import dequantize_for_cpu
 from ollmlx.runner.engines.mlx.flat_rows import (
     flatten_quantized_rows,
@@ -79,6 +79,10 @@ def tune_for_host(model: nn.Module, generates: bool = True) -> dict[str, Any]:
             details["fused_steps"] = ("on (a lone stream's decode steps)" if fused_step.usable(model)
                                       else "off (not a 4-bit Llama-family model)" if not fused_step.matches(model)
                                       else "off (its check against the model's forward failed: see the log)")
+        if prefill_buckets.wanted():
+            details["prefill_shapes"] = ("a prompt's last chunk padded to a few shapes (CUDA graphs repeat)"
+                                         if prefill_buckets.usable(model)
+                                         else "as they come (the bucketed forward failed its check: see the log)")
         if batch_step.enabled():
             details["batch_steps"] = ("on (the batch's decode steps, one compiled call)" if batch_step.usable(model)
                                       else "off (not a Llama-family model with 16-bit activations)"

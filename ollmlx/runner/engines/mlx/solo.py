@@ -9,9 +9,10 @@ token's forward is queued before the current one is read). When another request 
 back into the batch with its cache. Both moves drop the token drawn ahead and draw it again, so
 the output is the one the batch would have produced. A request that finds the engine idle starts
 here: its prompt is read in chunks (the engine checks for new requests between them) and the last
-chunk's forward draws the first token. On CUDA (unless OLLMLX_MLX_FUSED=0), a 4-bit Llama-family
-model's decode steps run fused kernels as one compiled step (fused_step.py); with
-OLLMLX_MLX_COMPILE=1, other models a compiled forward (compiled_step.py).
+chunk's forward draws the first token (on CUDA at a few fixed shapes: prefill_buckets.py). On CUDA
+(unless OLLMLX_MLX_FUSED=0), a 4-bit Llama-family model's decode steps run fused kernels as one
+compiled step (fused_step.py); with OLLMLX_MLX_COMPILE=1, other models a compiled forward
+(compiled_step.py).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import mlx.core as mx
 from mlx_lm.generate import TokenBuffer, generation_stream
 from mlx_lm.models.cache import trim_prompt_cache
 
-from ollmlx.runner.engines.mlx import compiled_step, fused_step
+from ollmlx.runner.engines.mlx import compiled_step, fused_step, prefill_buckets
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ class SoloStream:
         self._first = True  # no token handed out yet
         self._held: mx.array | None = None  # a token read without its forward queued (step)
         self._decoder = _decoder(model, cache)
+        self._buckets = prefill_buckets.wanted() and prefill_buckets.usable(model)
 
     @classmethod
     def from_batch(cls, model: Any, cache: list[Any], tokens: list[int], sampler: Any,
@@ -81,6 +83,8 @@ class SoloStream:
     def _forward(self, y: mx.array) -> tuple[mx.array, mx.array]:
         with mx.stream(generation_stream):  # the stream generate_step and BatchGenerator compute on
             logits = self._decoded(y) if self._decoder is not None and y.size == 1 else None
+            if logits is None and self._buckets and prefill_buckets.supports(self.cache, y.size):
+                logits = prefill_buckets.forward(self.model, self.cache, y)
             if logits is None:
                 logits = self.model(y[None], cache=self.cache)[:, -1, :]
             if self._context is not None:

@@ -1,0 +1,129 @@
+"""A prompt's last chunk read at a few fixed shapes, so that mlx-cuda's CUDA graphs repeat.
+
+mlx-cuda records a forward's kernels into CUDA graphs and keeps the executable graphs it made,
+keyed by their shape of nodes and edges. A forward at shapes it has not seen (a warm turn 2: a few
+new tokens over a history of a length no earlier turn had) builds and instantiates new ones: on
+an H100, queueing a 28-token forward of an 8B model took 13 ms of host time at a seen shape and
+27-45 ms at a new one (bench/RESULTS.md "per-shape costs on mlx-cuda"). Here the last chunk is
+padded to a multiple of `TOKENS` tokens, and attention reads the cache's buffer at a power-of-two
+capacity with a mask hiding what lies past each token, so a conversation's turns meet the same
+few shapes again and again. The padding tokens come after the real ones, so causal attention
+keeps them out of every real token's result; their keys and values land past the cache's offset,
+where the next write overwrites them.
+
+CUDA only: on a CPU or Metal nothing is recorded into graphs and the padding would only cost.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import mlx.core as mx
+from mlx_lm.models.cache import KVCache
+
+from ollmlx.runner.engines.mlx import decoder_check
+from ollmlx.runner.engines.mlx.compiled_step import capacity_for, extend
+
+log = logging.getLogger("ollmlx.runner.mlx")
+
+TOKENS = 32  # a chunk's tokens are padded to a multiple of this
+MAX_TOKENS = 128  # longer chunks are read as they are: their products, not the host, set the time
+_VERDICT = "_ollmlx_prefill_buckets_ok"
+
+
+def wanted() -> bool:
+    """OLLMLX_MLX_PREFILL_BUCKETS: 1 on, 0 off; unset: on where mlx runs on a CUDA GPU."""
+    setting = os.environ.get("OLLMLX_MLX_PREFILL_BUCKETS", "")
+    if setting in ("0", "1"):
+        return setting == "1"
+    from ollmlx.runner.engines.mlx.fused_step import _on_cuda
+
+    return _on_cuda()
+
+
+def supports(cache: list[Any], n: int) -> bool:
+    """A chunk of `n` tokens (2 to MAX_TOKENS) over plain KV caches that already hold tokens: the
+    buffers' heads and head size are known (a first chunk makes them, as mlx-lm's cache does)."""
+    return (1 < n <= MAX_TOKENS and bool(cache) and all(type(c) is KVCache for c in cache)
+            and cache[0].keys is not None and cache[0].offset > 0)
+
+
+def usable(model: Any) -> bool:
+    """Whether the bucketed forward gives the model's own logits, checked once per model: a model
+    that builds its attention mask without asking the cache would read the buffer's stale tail."""
+    return decoder_check.once(model, _VERDICT, lambda: _agrees(model))
+
+
+def _agrees(model: Any) -> bool:
+    from mlx_lm.models.cache import make_prompt_cache
+
+    try:
+        ours, theirs = make_prompt_cache(model), make_prompt_cache(model)
+        prompt = mx.array([[1, 2, 3, 4, 5]])
+        model(prompt, cache=ours)
+        model(prompt, cache=theirs)
+        chunk = mx.array([6, 7, 8])
+        want = model(chunk[None], cache=theirs)[:, -1, :]
+        if not supports(ours, chunk.size):
+            return False
+        ok = decoder_check.close(forward(model, ours, chunk), want, "bucketed prefill")
+        # and a token after it, read through mlx-lm's own cache path: the padding left nothing behind
+        ok = ok and decoder_check.close(model(mx.array([[9]]), cache=ours)[:, -1, :],
+                                        model(mx.array([[9]]), cache=theirs)[:, -1, :], "after bucketed prefill")
+    except Exception:
+        log.exception("bucketed prefill unavailable for this model")
+        ok = False
+    if not ok:
+        log.warning("bucketed prefill disabled for this model: it disagrees with its forward")
+    return ok
+
+
+class _Window:
+    """One layer's cache as the bucketed forward sees it: the whole buffer, and a mask."""
+
+    def __init__(self, keys: mx.array, values: mx.array, offset: int) -> None:
+        self.keys, self.values, self.offset = keys, values, offset
+
+    def update_and_fetch(self, keys: mx.array, values: mx.array) -> tuple[mx.array, mx.array]:
+        # a slice of the caller's buffer (or a new one): the write copies, never touching the caller's
+        end = self.offset + keys.shape[2]
+        self.keys[..., self.offset:end, :] = keys
+        self.values[..., self.offset:end, :] = values
+        return self.keys, self.values
+
+    def make_mask(self, n: int, return_array: bool = False, window_size: int | None = None) -> mx.array:
+        positions = mx.arange(self.keys.shape[2])[None]
+        last = self.offset + mx.arange(n)[:, None]  # the last position each new token sees
+        mask = positions <= last
+        if window_size is not None:
+            mask = mask & (positions > last - window_size)
+        return mask
+
+
+def padded_length(n: int) -> int:
+    return -(-n // TOKENS) * TOKENS
+
+
+def forward(model: Any, cache: list[KVCache], tokens: mx.array) -> mx.array:
+    """Logits (1, vocab) of the last of `tokens` (1-D) read after what `cache` holds (`supports`);
+    the cache then holds them, as after the model's own forward."""
+    n = tokens.size
+    padded = padded_length(n)
+    offset = cache[0].offset
+    capacity = capacity_for(offset + padded - 1)
+    windows = []
+    for c in cache:
+        keys, values = c.keys, c.values
+        assert keys is not None and values is not None
+        if keys.shape[2] >= capacity:
+            keys, values = keys[..., :capacity, :], values[..., :capacity, :]
+        else:
+            keys, values = extend(keys, offset, capacity), extend(values, offset, capacity)
+        windows.append(_Window(keys, values, offset))
+    ids = mx.concatenate([tokens, mx.zeros((padded - n,), tokens.dtype)]) if padded > n else tokens
+    logits = model(ids[None], cache=windows)[:, n - 1, :]
+    for c, w in zip(cache, windows):
+        c.keys, c.values, c.offset = w.keys, w.values, offset + n
+    return logits
