@@ -5,7 +5,8 @@
 Measures (issue: MLX engine benchmarks): 1) single-stream decode tok/s and time to first token:
 raw mlx-lm `stream_generate` vs ollmlx `/api/chat` vs `mlx_lm.server`; 2) aggregate output tok/s
 at N concurrent streaming clients: ollmlx vs mlx_lm.server; 3) time to first token of turn 2 of a
-chat whose history is ~2,000 tokens, prefix cache warm vs cold. Prints ratios and writes JSON +
+chat whose history is ~2,000 tokens, prefix cache warm vs cold (medians over conversations of
+different lengths). Prints ratios and writes JSON +
 a markdown section (bench/results/, appended to bench/RESULTS.md with --record).
 """
 
@@ -18,6 +19,7 @@ import json
 import os
 import platform
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -130,28 +132,35 @@ def long_history(n_words: int = 1500, conversation: int = 0) -> list[dict[str, s
             {"role": "assistant", "content": "I will remember them."}]
 
 
-def turn2_ttft(fn, url: str, model: str, unload: Any, conversation: int = 0) -> dict[str, float]:  # type: ignore[no-untyped-def]
+def turn2_ttft(fn, url: str, model: str, unload: Any, conversations: int = 1,  # type: ignore[no-untyped-def]
+               first: int = 0) -> dict[str, float]:
     """Cold: turn 2 of a conversation the server has never seen. Warm: turn 2 of another one whose
-    turn 1 was just answered. With `unload`, the runner restarts first, so both requests are also
-    the first of their kind in the process (kernels for a new shape, ...)."""
-    hist = long_history(conversation=conversation)
-    turn2 = [*hist, {"role": "user", "content": "How many marbles are in box 3?"}]
+    turn 1 was just answered. Every conversation has its own words and its own length, as real
+    chats do (so the engine meets a history length it has not seen: new shapes on a GPU); the
+    times are medians over `conversations` such pairs. With `unload`, the runner restarts first,
+    so the first pair is also the first of its kind in the process (kernels for a new shape, ...)."""
+    question = {"role": "user", "content": "How many marbles are in box 3?"}
 
     async def go() -> tuple[float, float]:
+        colds, warms = [], []
         async with httpx.AsyncClient(timeout=None) as c:
             if unload is not None:
                 unload()
             await fn(c, url, model, [{"role": "user", "content": "hi"}], 1)  # loaded, cache holds nothing useful
-            cold = await fn(c, url, model, turn2, 8)
-            # a fresh conversation: turn 1, then turn 2 reuses its prefix
-            hist2 = [{"role": "user", "content": hist[0]["content"] + " (second conversation)"}, hist[1]]
-            await fn(c, url, model, hist2[:1], 8)
-            warm = await fn(c, url, model, [*hist2, turn2[-1]], 8)
-            print(json.dumps({"turn2_cold": cold.final, "turn2_warm": warm.final}), flush=True)
-            return cold.ttft_s, warm.ttft_s
+            for i in range(conversations):
+                words = 1500 + 40 * i
+                cold = await fn(c, url, model, [*long_history(words, first + 2 * i), question], 8)
+                # another conversation: turn 1, then turn 2 reuses its prefix
+                hist = long_history(words + 16, first + 2 * i + 1)
+                await fn(c, url, model, hist[:1], 8)
+                warm = await fn(c, url, model, [*hist, question], 8)
+                print(json.dumps({"turn2_cold": cold.final, "turn2_warm": warm.final}), flush=True)
+                colds.append(cold.ttft_s)
+                warms.append(warm.ttft_s)
+        return statistics.median(colds), statistics.median(warms)
 
     cold, warm = asyncio.run(go())
-    return {"cold_ttft_s": cold, "warm_ttft_s": warm, "warm_over_cold": warm / cold}
+    return {"cold_ttft_s": cold, "warm_ttft_s": warm, "warm_over_cold": warm / cold, "conversations": conversations}
 
 
 def main() -> None:
@@ -160,6 +169,8 @@ def main() -> None:
     ap.add_argument("--concurrency", default="1,4,16,32")
     ap.add_argument("--conc-tokens", type=int, default=32)
     ap.add_argument("--skip-mlx-server", action="store_true")
+    ap.add_argument("--turn2-conversations", type=int, default=5, help="conversations whose turn 2 is timed, "
+                    "cold and warm (medians)")
     ap.add_argument("--record", action="store_true", help="append the markdown section to bench/RESULTS.md")
     ap.add_argument("--model-dir", help="an MLX model directory to use instead of the packaged SmolLM2")
     ap.add_argument("--label", default="", help="model description for the report")
@@ -214,7 +225,7 @@ def main() -> None:
         print("ollmlx turn-2 ttft ...", flush=True)
         results["ollmlx_turn2_first"] = turn2_ttft(ollama_chat, url, "smol", unload)
         # the same again in the now warmed-up runner: what a long-running server sees
-        results["ollmlx_turn2"] = turn2_ttft(ollama_chat, url, "smol", None, conversation=1)
+        results["ollmlx_turn2"] = turn2_ttft(ollama_chat, url, "smol", None, args.turn2_conversations, first=10)
     finally:
         srv.stop()
 
@@ -282,7 +293,8 @@ def markdown(r: dict[str, Any]) -> str:
             f"{c['aggregate_tps'] / max(ours['decode_tps'], 1e-9):.2f}x |"
     t2 = r["ollmlx_turn2"]
     lines += ["", f"Turn-2 time to first token with ~2,000 tokens of history: cold {t2['cold_ttft_s']:.3f} s, "
-              f"warm {t2['warm_ttft_s']:.3f} s (warm = {100 * t2['warm_over_cold']:.0f}% of cold)."]
+              f"warm {t2['warm_ttft_s']:.3f} s (warm = {100 * t2['warm_over_cold']:.0f}% of cold; medians of "
+              f"{t2.get('conversations', 1)} conversations, each of its own length)."]
     if "ollmlx_turn2_first" in r:
         t1 = r["ollmlx_turn2_first"]
         lines[-1] += (f" The first such pair in a freshly started runner: cold {t1['cold_ttft_s']:.3f} s, warm "
