@@ -22,7 +22,7 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 import mlx.core as mx
-from mlx_lm.generate import BatchGenerator
+from mlx_lm.generate import BatchGenerator, generation_stream
 from mlx_lm.models.cache import (
     KVCache,
     LRUPromptCache,
@@ -33,7 +33,7 @@ from mlx_lm.models.cache import (
 
 from ollmlx.runner.context_window import fit_prompt, output_budget, shift_span
 from ollmlx.runner.engine_api import Emit, Inbox, final_chunk
-from ollmlx.runner.engines.mlx import batch_step, compiled_step
+from ollmlx.runner.engines.mlx import batch_step, compiled_step, prefill_buckets
 from ollmlx.runner.engines.mlx.constrained import GrammarProcessor, Grammars
 from ollmlx.runner.engines.mlx.loader import LoadedModel
 from ollmlx.runner.engines.mlx.sampling import make_processors, make_sampler
@@ -41,6 +41,7 @@ from ollmlx.runner.engines.mlx.solo import SoloStream
 from ollmlx.runner.engines.mlx.solo import compile_enabled as solo_compile_enabled
 from ollmlx.runner.protocol import CompletionRequest
 from ollmlx.runner.recent_encodings import RecentEncodings
+from ollmlx.runner.segment_encoding import SegmentEncoder, special_tokens
 from ollmlx.runner.stops import StopMatcher
 
 log = logging.getLogger("ollmlx.runner.mlx")
@@ -69,7 +70,8 @@ class MLXEngine:
                  prefill_step: int = 512, cache_bytes: int = 1 << 30) -> None:
         self.loaded = loaded
         self.tok = loaded.tokenizer
-        self.encode = RecentEncodings(lambda text: list(self.tok.encode(text, add_special_tokens=False)))
+        self.encode = RecentEncodings(SegmentEncoder(lambda text: list(self.tok.encode(text, add_special_tokens=False)),
+                                                     special_tokens(self.tok)))
         self.num_ctx = num_ctx
         self.parallel = parallel
         self.prefill_step = prefill_step
@@ -151,6 +153,9 @@ class MLXEngine:
         if self.solo_enabled and solo_compile_enabled():
             # the once-per-model check (and the first trace) at load, not in the first request
             compiled_step.usable(self.loaded.model)
+        if self.solo_enabled and prefill_buckets.wanted() and prefill_buckets.usable(self.loaded.model):
+            with mx.stream(generation_stream):  # the stream a lone stream's prefill runs on (graphs are per stream)
+                prefill_buckets.warm(self.loaded.model, self.num_ctx)
         while not self._stopping:
             self._inbox.drain(self._apply, wait=0 if self._by_uid else None)
             if not self._by_uid:

@@ -113,17 +113,54 @@ def forward(model: Any, cache: list[KVCache], tokens: mx.array) -> mx.array:
     padded = padded_length(n)
     offset = cache[0].offset
     capacity = capacity_for(offset + padded - 1)
+    held = [(c.keys, c.values) for c in cache]
     windows = []
-    for c in cache:
-        keys, values = c.keys, c.values
+    for keys, values in held:
         assert keys is not None and values is not None
-        if keys.shape[2] >= capacity:
+        if keys.shape[2] > capacity:
             keys, values = keys[..., :capacity, :], values[..., :capacity, :]
-        else:
+        elif keys.shape[2] < capacity:
             keys, values = extend(keys, offset, capacity), extend(values, offset, capacity)
         windows.append(_Window(keys, values, offset))
+        # the window's buffer is then held by nobody else (unless the prompt cache shares it): mlx
+        # writes the new keys and values into it in place instead of copying it first
+    for c in cache:
+        c.keys = c.values = None
     ids = mx.concatenate([tokens, mx.zeros((padded - n,), tokens.dtype)]) if padded > n else tokens
-    logits = model(ids[None], cache=windows)[:, n - 1, :]
+    try:
+        logits = model(ids[None], cache=windows)[:, n - 1, :]
+    except BaseException:
+        for c, (keys, values) in zip(cache, held):
+            c.keys, c.values = keys, values
+        raise
+    del held
     for c, w in zip(cache, windows):
         c.keys, c.values, c.offset = w.keys, w.values, offset + n
     return logits
+
+
+WARM_UP_TO = 8192  # capacities warmed at load: past this, the scratch cache's memory (1 GB for an 8B)
+
+
+def warm(model: Any, num_ctx: int) -> int:
+    """Read a short chunk once at every capacity up to `num_ctx` (WARM_UP_TO at most), at load: a
+    conversation's first short turn at a capacity then finds its graphs built. Returns how many
+    capacities."""
+    from mlx_lm.models.cache import make_prompt_cache
+
+    cache = make_prompt_cache(model)
+    if not cache or not all(type(c) is KVCache for c in cache):
+        return 0
+    model(mx.array([[1]]), cache=cache)
+    chunk = mx.ones((TOKENS,), mx.int32)
+    capacities = 0
+    capacity = capacity_for(0)
+    while capacity <= max(min(num_ctx, WARM_UP_TO), capacity_for(0)):
+        offset = capacity - TOKENS
+        for c in cache:
+            c.keys, c.values = extend(c.keys, 1, capacity), extend(c.values, 1, capacity)
+            c.offset = offset
+        mx.eval(forward(model, cache, chunk))
+        capacities += 1
+        capacity *= 2
+    return capacities

@@ -1,0 +1,77 @@
+"""A prompt's last chunk read at bucketed shapes (runner/engines/mlx/prefill_buckets.py): on CUDA by
+default; here on the CPU with OLLMLX_MLX_PREFILL_BUCKETS=1, the same logits and the same tokens as
+the model's own forward."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from helpers import greedy, run
+
+
+def _cache_after(model: Any, ids: list[int]) -> Any:
+    import mlx.core as mx
+    from mlx_lm.models.cache import make_prompt_cache
+
+    cache = make_prompt_cache(model)
+    model(mx.array(ids)[None], cache=cache)
+    return cache
+
+
+@pytest.mark.parametrize(("history", "new"), [(5, 3), (200, 28), (250, 7), (700, 33), (40, 128), (480, 32)])
+def test_a_bucketed_chunk_gives_the_models_own_logits(tiny_loaded: Any, history: int, new: int) -> None:
+    import mlx.core as mx
+
+    from ollmlx.runner.engines.mlx import prefill_buckets
+
+    model = tiny_loaded.model
+    ids = [(i * 37 + 11) % 4000 + 10 for i in range(history + new)]
+    theirs, ours = _cache_after(model, ids[:history]), _cache_after(model, ids[:history])
+    want = model(mx.array(ids[history:])[None], cache=theirs)[:, -1, :]
+    assert prefill_buckets.supports(ours, new)
+    got = prefill_buckets.forward(model, ours, mx.array(ids[history:]))
+    assert float(mx.abs(got - want).max()) < 1e-3
+    capacity = ours[0].keys.shape[2]
+    assert ours[0].offset == history + new
+    assert capacity >= history + prefill_buckets.padded_length(new) and capacity & (capacity - 1) == 0
+    # the padding's keys and values lie past the offset: a token read next sees none of them
+    after = mx.array([[42]])
+    assert float(mx.abs(model(after, cache=ours)[:, -1] - model(after, cache=theirs)[:, -1]).max()) < 1e-3
+
+
+def test_longer_chunks_and_empty_caches_are_left_to_the_model(tiny_loaded: Any) -> None:
+    from mlx_lm.models.cache import make_prompt_cache
+
+    from ollmlx.runner.engines.mlx import prefill_buckets
+
+    model = tiny_loaded.model
+    assert not prefill_buckets.supports(make_prompt_cache(model), 8)
+    assert not prefill_buckets.supports(_cache_after(model, [5, 6, 7]), prefill_buckets.MAX_TOKENS + 1)
+    assert not prefill_buckets.supports(_cache_after(model, [5, 6, 7]), 1)
+    assert prefill_buckets.usable(model)
+
+
+def test_warm_reads_a_chunk_at_every_capacity_up_to_num_ctx(tiny_loaded: Any) -> None:
+    from ollmlx.runner.engines.mlx import prefill_buckets
+
+    assert prefill_buckets.warm(tiny_loaded.model, 1024) == 3  # 256, 512, 1024
+    assert prefill_buckets.warm(tiny_loaded.model, 100) == 1
+
+
+def test_a_warm_turn_gives_the_same_tokens_with_and_without_buckets(
+        smol_loaded: Any, engine_factory: Any, collector: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from helpers import chat_prompt
+
+    turn1 = chat_prompt(smol_loaded, "Name three colours of the rainbow.")
+    texts = {}
+    for setting in ("0", "1"):
+        monkeypatch.setenv("OLLMLX_MLX_PREFILL_BUCKETS", setting)
+        engine = engine_factory(smol_loaded)
+        first = run(engine, collector, greedy(turn1, 12))
+        turn2 = turn1 + first.text + "<|im_end|>\n<|im_start|>user\nAnd two more?<|im_end|>\n<|im_start|>assistant\n"
+        second = run(engine, collector, greedy(turn2, 16))
+        assert engine.cache_hits >= 1 and second.final["prompt_eval_count"] <= 40  # read on top of turn 1's cache
+        texts[setting] = (first.text, second.text)
+    assert texts["1"] == texts["0"]
