@@ -15,6 +15,7 @@ case "$1" in
   install)
     cat /tmp/stash/part_aa .whlB/part_a[b-z] > /tmp/stash/mlx_cuda_13-0.32.4-py3-none-manylinux_2_35_x86_64.whl
     rm -f /tmp/stash/part_aa
+    mkdir -p /tmp/stash/extra && { cp .whlB/*.whl /tmp/stash/extra/ 2>/dev/null || true; }  # what did not fit .whlC
     pip install -q --no-index --no-deps --target /tmp/site /tmp/stash/*.whl
     for w in /tmp/stash/extra/*.whl; do
       [ -e "$w" ] || continue

@@ -5,7 +5,8 @@
 #   SERVED=1: served (probe_server_path.py) on the 8B shape and on the tiny model, this tree's code
 #     and, where ./old holds an earlier tree (`git archive <commit> ollmlx bench | tar -x -C old`),
 #     that one's too, one after the other on the same machine.
-#   BUCKETS=1 / BUCKETS_SERVED=1: prefill_buckets.py off and on, engine level / served (bench_mlx_serving turn 2).
+#   BUCKETS=1 / BUCKETS_SERVED=1: prefill_buckets.py off and on, engine level / served (bench_mlx_serving turn 2);
+#     BUCKETS_CHECK=1: its logits against the model's own (probe_prefill_buckets.py).
 #   TEST=1 ENGINE=1 SERVED=1 bench/gpu_warm.sh
 set -uo pipefail
 export PYTHONPATH=/tmp/site:$PWD OLLMLX_MLX_DEVICE=gpu PATH=/tmp/site/bin:$PATH
@@ -59,6 +60,10 @@ if [ "${BUCKETS:-0}" = 1 ]; then  # a prompt's last chunk at bucketed shapes (pr
       | grep -v "transformers\]" > "$out/buckets-$v.txt"
     grep -E "fresh_length|fresh_pass|decode" "$out/buckets-$v.txt"
   done
+fi
+if [ "${BUCKETS_CHECK:-0}" = 1 ]; then  # the bucketed chunk's logits against the model's own, on this device
+  timeout 200 python bench/probe_prefill_buckets.py --model-dir /tmp/m8b 2>&1 | grep -v "transformers\]" \
+    | tee "$out/buckets-check.txt" | tail -6
 fi
 if [ "${BUCKETS_SERVED:-0}" = 1 ]; then  # the same, served: bench_mlx_serving.py's turn 2, one stream
   for v in ${BUCKET_SETTINGS:-1 0}; do
