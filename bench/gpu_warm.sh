@@ -14,7 +14,8 @@ out=${OUT:-/tmp}
 bench/gpu_install.sh model m8b
 if [ "${TEST:-0}" = 1 ]; then
   timeout "${TEST_S:-330}" python -m pytest -q -p no:cacheprovider -o addopts="-ra --strict-markers" \
-    tests/engine/test_cuda_rows.py tests/engine/test_batch_step.py --durations=6 > "$out/tests-rows.txt" 2>&1
+    ${TESTS:-tests/engine/test_cuda_rows.py tests/engine/test_batch_step.py tests/engine/test_prefill_buckets.py} \
+    -k "not same_tokens" --durations=6 > "$out/tests-rows.txt" 2>&1
   tail -15 "$out/tests-rows.txt"
 fi
 if [ "${ENGINE:-0}" = 1 ]; then

@@ -1,6 +1,7 @@
 """A prompt's last chunk read at bucketed shapes (runner/engines/mlx/prefill_buckets.py): on CUDA by
-default; here on the CPU with OLLMLX_MLX_PREFILL_BUCKETS=1, the same logits and the same tokens as
-the model's own forward."""
+default; on the CPU with OLLMLX_MLX_PREFILL_BUCKETS=1, the same logits and the same tokens as the
+model's own forward. The logits tests use a random 4-bit bfloat16 Llama (helpers.tiny_llama), so
+they also run on the GPU machine (bench/gpu_warm.sh TEST=1), where the path is on by default."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from helpers import greedy, run
+from helpers import greedy, run, tiny_llama
 
 
 def _cache_after(model: Any, ids: list[int]) -> Any:
@@ -21,43 +22,43 @@ def _cache_after(model: Any, ids: list[int]) -> Any:
 
 
 @pytest.mark.parametrize(("history", "new"), [(5, 3), (200, 28), (250, 7), (700, 33), (40, 128), (480, 32)])
-def test_a_bucketed_chunk_gives_the_models_own_logits(tiny_loaded: Any, history: int, new: int) -> None:
+def test_a_bucketed_chunk_gives_the_models_own_logits(history: int, new: int) -> None:
     import mlx.core as mx
 
-    from ollmlx.runner.engines.mlx import prefill_buckets
+    from ollmlx.runner.engines.mlx import decoder_check, prefill_buckets
 
-    model = tiny_loaded.model
-    ids = [(i * 37 + 11) % 4000 + 10 for i in range(history + new)]
+    model = tiny_llama()
+    ids = [(i * 37 + 11) % 500 + 10 for i in range(history + new)]
     theirs, ours = _cache_after(model, ids[:history]), _cache_after(model, ids[:history])
     want = model(mx.array(ids[history:])[None], cache=theirs)[:, -1, :]
     assert prefill_buckets.supports(ours, new)
     got = prefill_buckets.forward(model, ours, mx.array(ids[history:]))
-    assert float(mx.abs(got - want).max()) < 1e-3
+    assert decoder_check.close(got, want, "bucketed chunk", 0.02)
     capacity = ours[0].keys.shape[2]
     assert ours[0].offset == history + new
     assert capacity >= history + prefill_buckets.padded_length(new) and capacity & (capacity - 1) == 0
     # the padding's keys and values lie past the offset: a token read next sees none of them
     after = mx.array([[42]])
-    assert float(mx.abs(model(after, cache=ours)[:, -1] - model(after, cache=theirs)[:, -1]).max()) < 1e-3
+    assert decoder_check.close(model(after, cache=ours)[:, -1], model(after, cache=theirs)[:, -1], "after it", 0.02)
 
 
-def test_longer_chunks_and_empty_caches_are_left_to_the_model(tiny_loaded: Any) -> None:
+def test_longer_chunks_and_empty_caches_are_left_to_the_model() -> None:
     from mlx_lm.models.cache import make_prompt_cache
 
     from ollmlx.runner.engines.mlx import prefill_buckets
 
-    model = tiny_loaded.model
+    model = tiny_llama()
     assert not prefill_buckets.supports(make_prompt_cache(model), 8)
     assert not prefill_buckets.supports(_cache_after(model, [5, 6, 7]), prefill_buckets.MAX_TOKENS + 1)
     assert not prefill_buckets.supports(_cache_after(model, [5, 6, 7]), 1)
     assert prefill_buckets.usable(model)
 
 
-def test_warm_reads_a_chunk_at_every_capacity_up_to_num_ctx(tiny_loaded: Any) -> None:
+def test_warm_reads_a_chunk_at_every_capacity_up_to_num_ctx() -> None:
     from ollmlx.runner.engines.mlx import prefill_buckets
 
-    assert prefill_buckets.warm(tiny_loaded.model, 1024) == 3  # 256, 512, 1024
-    assert prefill_buckets.warm(tiny_loaded.model, 100) == 1
+    assert prefill_buckets.warm(tiny_llama(), 1024) == 3  # 256, 512, 1024
+    assert prefill_buckets.warm(tiny_llama(), 100) == 1
 
 
 def test_a_warm_turn_gives_the_same_tokens_with_and_without_buckets(
