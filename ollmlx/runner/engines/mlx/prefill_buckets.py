@@ -87,7 +87,8 @@ class _Window:
         self.keys, self.values, self.offset = keys, values, offset
 
     def update_and_fetch(self, keys: mx.array, values: mx.array) -> tuple[mx.array, mx.array]:
-        # a slice of the caller's buffer (or a new one): the write copies, never touching the caller's
+        # mlx writes in place where nothing else holds the buffer (forward() dropped the cache's
+        # reference) and copies it first otherwise: an array someone else holds never changes
         end = self.offset + keys.shape[2]
         self.keys[..., self.offset:end, :] = keys
         self.values[..., self.offset:end, :] = values
@@ -122,9 +123,7 @@ def forward(model: Any, cache: list[KVCache], tokens: mx.array) -> mx.array:
         elif keys.shape[2] < capacity:
             keys, values = extend(keys, offset, capacity), extend(values, offset, capacity)
         windows.append(_Window(keys, values, offset))
-        # the window's buffer is then held by nobody else (unless the prompt cache shares it): mlx
-        # writes the new keys and values into it in place instead of copying it first
-    for c in cache:
+    for c in cache:  # the windows then hold the buffers alone: the writes can happen in place
         c.keys = c.values = None
     ids = mx.concatenate([tokens, mx.zeros((padded - n,), tokens.dtype)]) if padded > n else tokens
     try:
