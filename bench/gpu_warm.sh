@@ -54,9 +54,9 @@ if [ "${GRAPHS:-0}" = 1 ]; then  # mlx-cuda's CUDA graphs (instantiated per new 
   done
 fi
 if [ "${BUCKETS:-0}" = 1 ]; then  # a prompt's last chunk at bucketed shapes (prefill_buckets.py) off and on
-  for v in 0 1; do
+  for v in ${BUCKET_SETTINGS:-0 1}; do  # 1c: on, through mx.compile
     echo "== OLLMLX_MLX_PREFILL_BUCKETS=$v, engine"
-    OLLMLX_MLX_PREFILL_BUCKETS=$v timeout 240 python bench/probe_warm_ttft.py --tuned --model-dir /tmp/m8b --fresh-only \
+    OLLMLX_MLX_PREFILL_BUCKETS=${v%c} OLLMLX_MLX_PREFILL_COMPILE=$([ "${v: -1}" = c ] && echo 1 || echo 0) timeout 240 python bench/probe_warm_ttft.py --tuned --model-dir /tmp/m8b --fresh-only \
       --fresh-passes 2 --fresh-lengths "${LENGTHS:-1100,1400,1700,1900,2100,2300,2600,2900}" 2>&1 \
       | grep -v "transformers\]" > "$out/buckets-$v.txt"
     grep -E "fresh_length|fresh_pass|decode" "$out/buckets-$v.txt"
@@ -69,7 +69,8 @@ fi
 if [ "${BUCKETS_SERVED:-0}" = 1 ]; then  # the same, served: bench_mlx_serving.py's turn 2, one stream
   for v in ${BUCKET_SETTINGS:-1 0}; do
     echo "== OLLMLX_MLX_PREFILL_BUCKETS=$v, served"
-    OLLMLX_MLX_PREFILL_BUCKETS=$v BENCH_OUT=$out timeout 300 python bench/bench_mlx_serving.py --model-dir /tmp/m8b \
+    OLLMLX_MLX_PREFILL_BUCKETS=${v%c} OLLMLX_MLX_PREFILL_COMPILE=$([ "${v: -1}" = c ] && echo 1 || echo 0) \
+      BENCH_OUT=$out timeout "${SERVED_S:-300}" python bench/bench_mlx_serving.py --model-dir /tmp/m8b \
       --skip-mlx-server --label "random-weight llama-3.1-8b, 4-bit, OLLMLX_MLX_PREFILL_BUCKETS=$v" --tokens 128 \
       --concurrency 1 2>&1 | grep -v "transformers\]" > "$out/serve-buckets$v.txt"
     mv "$out"/mlx-serving-*.json "$out/serve-buckets$v.json" 2>/dev/null

@@ -21,10 +21,14 @@ def _cache_after(model: Any, ids: list[int]) -> Any:
     return cache
 
 
+@pytest.mark.parametrize("compiled", ["0", "1"])
 @pytest.mark.parametrize(("history", "new"), [(5, 3), (200, 28), (250, 7), (700, 33), (40, 128), (480, 32)])
-def test_a_bucketed_chunk_gives_the_models_own_logits(history: int, new: int) -> None:
+def test_a_bucketed_chunk_gives_the_models_own_logits(history: int, new: int, compiled: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Also through mx.compile (OLLMLX_MLX_PREFILL_COMPILE=1)."""
     import mlx.core as mx
 
+    monkeypatch.setenv("OLLMLX_MLX_PREFILL_COMPILE", compiled)
     from ollmlx.runner.engines.mlx import decoder_check, prefill_buckets
 
     model = tiny_llama()

@@ -30,7 +30,7 @@ log = logging.getLogger("ollmlx.runner.mlx")
 _MIN_CAPACITY = 256
 
 
-class _Slot:
+class Slot:
     """What the model sees of one layer's cache inside the compiled step: fixed-size buffers and
     the position as an array."""
 
@@ -79,7 +79,7 @@ def _step_function(model: Any, layers: int, compiled: bool = True) -> Any:
         return cached
 
     def forward(token: mx.array, offset: mx.array, *buffers: mx.array) -> list[mx.array]:
-        slots = [_Slot(buffers[2 * i], buffers[2 * i + 1], offset) for i in range(layers)]
+        slots = [Slot(buffers[2 * i], buffers[2 * i + 1], offset) for i in range(layers)]
         logits = model(token.reshape(1, 1), cache=slots)[:, -1, :]
         return [logits, *[b for s in slots for b in (s.keys, s.values)]]
 

@@ -18,19 +18,26 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from typing import Any
 
 import mlx.core as mx
 from mlx_lm.models.cache import KVCache
 
 from ollmlx.runner.engines.mlx import decoder_check
-from ollmlx.runner.engines.mlx.compiled_step import capacity_for, extend
+from ollmlx.runner.engines.mlx.compiled_step import Slot, capacity_for, extend
 
 log = logging.getLogger("ollmlx.runner.mlx")
 
 TOKENS = 32  # a chunk's tokens are padded to a multiple of this
 MAX_TOKENS = 128  # longer chunks are read as they are: their products, not the host, set the time
 _VERDICT = "_ollmlx_prefill_buckets_ok"
+
+
+def compiled_wanted() -> bool:
+    """OLLMLX_MLX_PREFILL_COMPILE=1: the bucketed forward through `mx.compile` (one trace per
+    chunk bucket and capacity), replayed from C++ instead of built in Python each time."""
+    return os.environ.get("OLLMLX_MLX_PREFILL_COMPILE", "0") == "1"
 
 
 def wanted() -> bool:
@@ -127,7 +134,15 @@ def forward(model: Any, cache: list[KVCache], tokens: mx.array) -> mx.array:
         c.keys = c.values = None
     ids = mx.concatenate([tokens, mx.zeros((padded - n,), tokens.dtype)]) if padded > n else tokens
     try:
-        logits = model(ids[None], cache=windows)[:, n - 1, :]
+        if compiled_wanted():
+            buffers = [b for w in windows for b in (w.keys, w.values)]
+            del windows
+            logits, *updated = _compiled(model, len(cache))(ids[None], mx.array([offset], mx.int32),
+                                                            mx.array([n - 1], mx.int32), *buffers)
+            del buffers
+            windows = [_Window(updated[2 * i], updated[2 * i + 1], offset) for i in range(len(cache))]
+        else:
+            logits = model(ids[None], cache=windows)[:, n - 1, :]
     except BaseException:
         for c, (keys, values) in zip(cache, held):
             c.keys, c.values = keys, values
@@ -136,6 +151,22 @@ def forward(model: Any, cache: list[KVCache], tokens: mx.array) -> mx.array:
     for c, w in zip(cache, windows):
         c.keys, c.values, c.offset = w.keys, w.values, offset + n
     return logits
+
+
+def _compiled(model: Any, layers: int) -> Any:
+    """The model's bucketed forward under mx.compile, made once per model and thread (a function
+    traced in one thread is not run from another); mx.compile keeps a trace per input shape."""
+    key = f"_ollmlx_bucketed_{threading.get_ident()}"
+    step = getattr(model, key, None)
+    if step is None:
+        def forward(ids: mx.array, offset: mx.array, last: mx.array, *buffers: mx.array) -> list[mx.array]:
+            slots = [Slot(buffers[2 * i], buffers[2 * i + 1], offset) for i in range(layers)]
+            logits = mx.take(model(ids, cache=slots)[0], last, axis=0)
+            return [logits, *[b for s in slots for b in (s.keys, s.values)]]
+
+        step = mx.compile(forward)
+        object.__setattr__(model, key, step)
+    return step
 
 
 WARM_UP_TO = 8192  # capacities warmed at load: past this, the scratch cache's memory (1 GB for an 8B)
