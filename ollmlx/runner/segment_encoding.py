@@ -27,15 +27,18 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 CHECKS = 3  # prompts compared with a whole tokenization before the pieces are trusted
+KEPT_CHARS = 4_000_000  # the kept pieces' text, all told (a few tens of MB with their ids)
 
 
 class SegmentEncoder:
     def __init__(self, encode: Callable[[str], list[int]], specials: Iterable[tuple[str, bool]],
-                 size: int = 4096) -> None:
+                 kept_chars: int = KEPT_CHARS) -> None:
         """`specials`: (text, strips the whitespace on its left) for every token the tokenizer cuts
-        the text at before tokenizing the pieces."""
+        the text at before tokenizing the pieces. The least recently used pieces go once the kept
+        ones hold more than `kept_chars` characters."""
         self._encode = encode
-        self._size = size
+        self._budget = kept_chars
+        self._chars = 0
         self._pieces: OrderedDict[str, tuple[int, ...]] = OrderedDict()
         self._lock = threading.Lock()
         self._checks_left = CHECKS
@@ -61,6 +64,7 @@ class SegmentEncoder:
                 if whole != ids:
                     self.enabled = False
                     self._pieces.clear()
+                    self._chars = 0
                     log.warning("tokenizing prompts piece by piece disabled: this tokenizer encodes the pieces "
                                 "of a prompt differently from the whole")
                     return whole
@@ -81,10 +85,14 @@ class SegmentEncoder:
                 self.reused += 1
                 return ids
         ids = tuple(self._encode(piece))
+        if len(piece) > self._budget:
+            return ids
         with self._lock:
-            self._pieces[piece] = ids
-            while len(self._pieces) > self._size:
-                self._pieces.popitem(last=False)
+            if piece not in self._pieces:
+                self._pieces[piece] = ids
+                self._chars += len(piece)
+            while self._chars > self._budget:
+                self._chars -= len(self._pieces.popitem(last=False)[0])
         return ids
 
 

@@ -47,3 +47,16 @@ def test_no_special_tokens_means_no_cuts() -> None:
     calls: list[str] = []
     enc = SegmentEncoder(lambda t: calls.append(t) or chars(t), [])
     assert enc("a<t>b") == chars("a<t>b") and calls == ["a<t>b"] and not enc.enabled
+
+
+def test_kept_pieces_are_bounded_by_their_characters() -> None:
+    calls: list[str] = []
+    enc = SegmentEncoder(lambda t: calls.append(t) or chars(t), [("<t>", False)], kept_chars=20)
+    enc._checks_left = 0  # trusted from the start: only piece encodings are counted
+    enc("<t>aaaaaaaa<t>bbbbbbbb")  # 11 + 11 characters: the older piece goes
+    calls.clear()
+    assert enc("<t>bbbbbbbb<t>c") == chars("<t>bbbbbbbb<t>c")
+    assert calls == ["<t>c"]
+    assert enc._chars <= 20
+    enc("<t>" + "x" * 40)  # a piece over the whole budget is encoded, not kept
+    assert enc._chars <= 20
