@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     state = RunnerState(make_factory(args.engine, spec, args.num_ctx, args.parallel, group))
     state.load_in_background()
     Path(args.socket).unlink(missing_ok=True)
-    uvicorn.run(build_app(state), uds=args.socket, log_level="warning", timeout_graceful_shutdown=2)
+    uvicorn.run(build_app(state, args.socket), uds=args.socket, log_level="warning", timeout_graceful_shutdown=2)
     # Served and stopped: leave without the interpreter's teardown. With the engine thread still
     # holding MLX state it can abort there ("terminate called without an active exception", seen
     # in engine probes on an H100 and on a CPU). Nothing is left to save.

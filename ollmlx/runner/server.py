@@ -8,6 +8,8 @@ import json
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -84,7 +86,9 @@ def _err(message: str, status: int) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def build_app(state: RunnerState) -> Starlette:
+def build_app(state: RunnerState, socket: str | None = None) -> Starlette:
+    """The runner's app; with `socket`, the Unix socket it serves on is removed at shutdown
+    (uvicorn leaves the file, then re-raises the SIGTERM it caught, so no code after it runs)."""
     def ready() -> Engine:
         if state.engine is None:
             raise EngineError(state.error or "model is still loading", 503)
@@ -177,4 +181,17 @@ def build_app(state: RunnerState) -> Starlette:
             Route("/embedding", embedding, methods=["POST"]),
         ],
         exception_handlers={EngineError: on_engine_error},
+        lifespan=_removing(socket),
     )
+
+
+def _removing(socket: str | None) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            if socket is not None:
+                Path(socket).unlink(missing_ok=True)
+
+    return lifespan

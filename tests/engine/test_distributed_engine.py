@@ -193,6 +193,15 @@ def test_a_rank_that_cannot_load_fails_the_group_with_its_error(tmp_path: Path) 
         r.stop()
 
 
+def test_a_stopped_runner_removes_its_socket(tmp_path: Path) -> None:
+    # uvicorn leaves a Unix socket file behind (and ends the process with the SIGTERM it caught):
+    # the runner's lifespan removes it on the way out
+    runner = start_runner(tmp_path, None)
+    assert Path(runner.socket).exists()
+    runner.stop()
+    assert runner.procs[0].returncode is not None and not Path(runner.socket).exists()
+
+
 def test_sharding_choices() -> None:
     import mlx.core as mx
     from mlx_lm.models import llama
