@@ -32,9 +32,9 @@ _MIN_CAPACITY = 256
 
 class Slot:
     """What the model sees of one layer's cache inside the compiled step: fixed-size buffers and
-    the position as an array."""
+    the position as an array (an integer for prefill_buckets' window)."""
 
-    def __init__(self, keys: mx.array, values: mx.array, offset: mx.array) -> None:
+    def __init__(self, keys: mx.array, values: mx.array, offset: Any) -> None:
         self.keys, self.values, self.offset = keys, values, offset
 
     def update_and_fetch(self, keys: mx.array, values: mx.array) -> tuple[mx.array, mx.array]:

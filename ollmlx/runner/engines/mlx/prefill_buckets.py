@@ -24,7 +24,7 @@ from typing import Any
 import mlx.core as mx
 from mlx_lm.models.cache import KVCache
 
-from ollmlx.runner.engines.mlx import decoder_check
+from ollmlx.runner.engines.mlx import compiled_step, decoder_check
 from ollmlx.runner.engines.mlx.compiled_step import Slot, capacity_for, extend
 
 log = logging.getLogger("ollmlx.runner.mlx")
@@ -53,8 +53,7 @@ def wanted() -> bool:
 def supports(cache: list[Any], n: int) -> bool:
     """A chunk of `n` tokens (2 to MAX_TOKENS) over plain KV caches that already hold tokens: the
     buffers' heads and head size are known (a first chunk makes them, as mlx-lm's cache does)."""
-    return (1 < n <= MAX_TOKENS and bool(cache) and all(type(c) is KVCache for c in cache)
-            and cache[0].keys is not None and cache[0].offset > 0)
+    return 1 < n <= MAX_TOKENS and compiled_step.supports(cache) and cache[0].keys is not None and cache[0].offset > 0
 
 
 def usable(model: Any) -> bool:
@@ -87,11 +86,9 @@ def _agrees(model: Any) -> bool:
     return ok
 
 
-class _Window:
-    """One layer's cache as the bucketed forward sees it: the whole buffer, and a mask."""
-
-    def __init__(self, keys: mx.array, values: mx.array, offset: int) -> None:
-        self.keys, self.values, self.offset = keys, values, offset
+class _Window(Slot):
+    """One layer's cache as the bucketed forward sees it: the whole buffer (Slot's mask hides its
+    tail), written at an integer offset."""
 
     def update_and_fetch(self, keys: mx.array, values: mx.array) -> tuple[mx.array, mx.array]:
         # mlx writes in place where nothing else holds the buffer (forward() dropped the cache's
@@ -100,14 +97,6 @@ class _Window:
         self.keys[..., self.offset:end, :] = keys
         self.values[..., self.offset:end, :] = values
         return self.keys, self.values
-
-    def make_mask(self, n: int, return_array: bool = False, window_size: int | None = None) -> mx.array:
-        positions = mx.arange(self.keys.shape[2])[None]
-        last = self.offset + mx.arange(n)[:, None]  # the last position each new token sees
-        mask = positions <= last
-        if window_size is not None:
-            mask = mask & (positions > last - window_size)
-        return mask
 
 
 def padded_length(n: int) -> int:
@@ -122,34 +111,33 @@ def forward(model: Any, cache: list[KVCache], tokens: mx.array) -> mx.array:
     offset = cache[0].offset
     capacity = capacity_for(offset + padded - 1)
     held = [(c.keys, c.values) for c in cache]
-    windows = []
+    buffers = []
     for keys, values in held:
         assert keys is not None and values is not None
         if keys.shape[2] > capacity:
             keys, values = keys[..., :capacity, :], values[..., :capacity, :]
         elif keys.shape[2] < capacity:
             keys, values = extend(keys, offset, capacity), extend(values, offset, capacity)
-        windows.append(_Window(keys, values, offset))
-    for c in cache:  # the windows then hold the buffers alone: the writes can happen in place
+        buffers += [keys, values]
+    for c in cache:  # the forward then holds the buffers alone: the writes can happen in place
         c.keys = c.values = None
     ids = mx.concatenate([tokens, mx.zeros((padded - n,), tokens.dtype)]) if padded > n else tokens
     try:
         if compiled_wanted():
-            buffers = [b for w in windows for b in (w.keys, w.values)]
-            del windows
-            logits, *updated = _compiled(model, len(cache))(ids[None], mx.array([offset], mx.int32),
+            logits, *buffers = _compiled(model, len(cache))(ids[None], mx.array([offset], mx.int32),
                                                             mx.array([n - 1], mx.int32), *buffers)
-            del buffers
-            windows = [_Window(updated[2 * i], updated[2 * i + 1], offset) for i in range(len(cache))]
         else:
+            windows = [_Window(buffers[2 * i], buffers[2 * i + 1], offset) for i in range(len(cache))]
+            buffers.clear()
             logits = model(ids[None], cache=windows)[:, n - 1, :]
+            buffers = [b for w in windows for b in (w.keys, w.values)]
     except BaseException:
         for c, (keys, values) in zip(cache, held):
             c.keys, c.values = keys, values
         raise
     del held
-    for c, w in zip(cache, windows):
-        c.keys, c.values, c.offset = w.keys, w.values, offset + n
+    for i, c in enumerate(cache):
+        c.keys, c.values, c.offset = buffers[2 * i], buffers[2 * i + 1], offset + n
     return logits
 
 
@@ -179,7 +167,7 @@ def warm(model: Any, num_ctx: int) -> int:
     from mlx_lm.models.cache import make_prompt_cache
 
     cache = make_prompt_cache(model)
-    if not cache or not all(type(c) is KVCache for c in cache):
+    if not compiled_step.supports(cache):
         return 0
     model(mx.array([[1]]), cache=cache)
     chunk = mx.ones((TOKENS,), mx.int32)
