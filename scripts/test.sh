@@ -12,6 +12,8 @@ eval "$(python -m ollmlx.runner.env)"
 # workers keep both cores busy, and OpenBLAS threads spin-wait at every product for a core the
 # other worker holds (2 ranks + a runner + the other worker: 4-6 spinning threads on 2 cores)
 export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}"
+# the same for the OpenMP threads of ollmlx's CPU kernels
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 # two workers, one test module each at a time: a CPU runner decodes on one core, and many tests
 # wait on process starts and timers
 pytest -n "${OLLMLX_TEST_WORKERS:-2}" --dist loadfile --durations=40 "$@"

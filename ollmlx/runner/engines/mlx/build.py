@@ -33,9 +33,10 @@ def build_model(config: dict[str, Any], weights: dict[str, mx.array]) -> nn.Modu
     return model
 
 
-def dequantize_for_cpu(model: nn.Module, dtype: mx.Dtype = mx.float32) -> int:
+def dequantize_for_cpu(model: nn.Module, dtype: mx.Dtype = mx.float32, cast: bool = True) -> int:
     """Replace quantized layers by dense ones: MLX's CPU quantized matmul is scalar code, while a
-    dense float32 matmul goes through BLAS. Returns how many layers were converted."""
+    dense float32 matmul goes through BLAS. Returns how many layers were converted. With `cast`,
+    every other floating parameter becomes `dtype` too."""
     from mlx.utils import tree_unflatten
     from mlx_lm.models.switch_layers import QuantizedSwitchLinear, SwitchLinear
 
@@ -60,6 +61,7 @@ def dequantize_for_cpu(model: nn.Module, dtype: mx.Dtype = mx.float32) -> int:
         mx.eval(weight)  # one layer at a time: the peak stays one float32 layer above the model
     if dense:
         model.update_modules(tree_unflatten(dense))
+    if dense and cast:
         model.update(_cast(model.parameters(), dtype))
         mx.eval(model.parameters())
     return len(dense)

@@ -2,11 +2,13 @@
 
 On Linux CPUs the mlx wheel's bundled reference BLAS is ~50x slower than OpenBLAS; the server
 preloads OpenBLAS into the runner's environment when present (see runner/env.py), and here we
-pick the weight layout: dense float32 through BLAS beats MLX's scalar quantized CPU kernels.
+pick the weight layout: 4/8-bit codes read by ollmlx's CPU kernels (cpu_kernels/) where they build
+and agree with mlx, else dense float32 through BLAS, which beats MLX's scalar quantized CPU kernels.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -22,6 +24,8 @@ from ollmlx.runner.engines.mlx.flat_rows import (
     set_rows_kernel,
 )
 from ollmlx.runner.engines.mlx.solo import compile_enabled
+
+log = logging.getLogger("ollmlx.runner")
 
 
 def device_name() -> str:
@@ -46,9 +50,11 @@ def tune_for_host(model: nn.Module, generates: bool = True) -> dict[str, Any]:
     details["blas"] = blas or "bundled"
     if device_name() == "cpu":
         layout = os.environ.get("OLLMLX_CPU_WEIGHTS", "auto")
-        if layout == "auto":
-            layout = "float32" if blas else "quantized"
-        if layout == "float32":
+        if layout in ("auto", "kernels"):
+            layout = _cpu_kernels_layout(model, details) or ("float32" if blas else "quantized")
+        if layout == "done":
+            pass
+        elif layout == "float32":
             n = dequantize_for_cpu(model, mx.float32)
             details["weights"] = f"float32 (dequantized {n} layers for BLAS)" if n else "float32"
         else:
@@ -89,6 +95,26 @@ def tune_for_host(model: nn.Module, generates: bool = True) -> dict[str, Any]:
                                       if not batch_step.matches(model)
                                       else "off (its check against the model's forward failed: see the log)")
     return details
+
+
+def _cpu_kernels_layout(model: nn.Module, details: dict[str, Any]) -> str | None:
+    """Lay the model out for ollmlx's CPU kernels; "done", or None (with the reason in details)."""
+    from ollmlx.runner.engines.mlx import cpu_kernels
+    from ollmlx.runner.engines.mlx.cpu_kernels import layers
+
+    kernels, why = cpu_kernels.load()
+    if kernels is None:
+        details["cpu_kernels"] = why
+        return None
+    if not any(isinstance(m, nn.QuantizedLinear) and layers.takes(m) for _, m in model.named_modules()):
+        details["cpu_kernels"] = "off (no 4- or 8-bit affine layers)"
+        return None
+    if differs := layers.agrees(model, kernels):
+        log.warning("ollmlx CPU kernels disagree with mlx on this model: %s", differs)
+        details["cpu_kernels"] = f"off ({differs})"
+        return None
+    details.update(layers.apply(model, kernels))
+    return "done"
 
 
 def _cuda() -> bool:

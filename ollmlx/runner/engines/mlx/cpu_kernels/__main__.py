@@ -1,0 +1,7 @@
+"""`python -m ollmlx.runner.engines.mlx.cpu_kernels`: build the CPU kernels now (scripts/setup.sh)."""
+
+import sys
+
+from ollmlx.runner.engines.mlx.cpu_kernels.build import main
+
+sys.exit(main())
