@@ -130,6 +130,21 @@ def test_attention_over_a_cache_view_matches_mlx(kernels: Any, rows: int, positi
     assert _relative(kernels.attention(q, k, v, 0.125, rows > 1), want) < 1e-5
 
 
+@pytest.mark.parametrize("rows", [1, 3])
+def test_attention_under_a_batchs_padding_mask_matches_mlx(kernels: Any, rows: int) -> None:
+    """The boolean mask mlx-lm builds for a left-padded batch (broadcast over heads), including a
+    sequence whose padding hides every position a row may see (mlx averages them all)."""
+    import mlx.core as mx
+    from mlx_lm.models.base import create_causal_mask
+
+    keys, values = (mx.random.normal((3, 2, 64, 64), key=mx.random.key(s)) for s in (13, 14))
+    q = mx.random.normal((3, 4, rows, 64), key=mx.random.key(15))
+    mask = create_causal_mask(rows, 40 - rows, left_padding=mx.array([0, 7, 39]))
+    k, v = keys[:, :, :40], values[:, :, :40]
+    want = mx.fast.scaled_dot_product_attention(q, k, v, scale=0.125, mask=mask)
+    assert _relative(kernels.attention(q, k, v, 0.125, False, mask), want) < 1e-5
+
+
 def test_attention_gathers_a_view_whose_last_axis_is_strided(kernels: Any) -> None:
     import mlx.core as mx
 

@@ -6,10 +6,13 @@
 // (the cache's views have strided heads and positions), with the softmax in float32 as mlx's.
 //
 // q [B, Hq, L, D], k and v [B, Hkv, T, D] with Hq a multiple of Hkv (grouped queries); causal:
-// row l sees positions up to T - L + l (the rows are the last L positions).
+// row l sees positions up to T - L + l (the rows are the last L positions); a boolean mask
+// (broadcast to [B, Hq, L, T]; a batch's left padding) hides positions where it is false. A row
+// that sees nothing (a padding row) averages every position, as mlx's finite masking does.
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "common.h"
 
@@ -22,11 +25,20 @@ struct View {  // a 4-D float32 array read through its strides; its last axis mu
   const float* row(int a, int b, int c) const { return data + a * s0 + b * s1 + c * s2; }
 };
 
-void run_attention(const View& q, const View& k, const View& v, float* out, int B, int Hq, int Hkv, int L, int T,
-                   int D, float scale, bool causal) {
+struct MaskView {  // a boolean array broadcast to [B, Hq, L, T] (zero strides), or none
+  const bool* data = nullptr;
+  int64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  bool sees(int b, int h, int l, int t) const { return !data || data[b * s0 + h * s1 + l * s2 + t * s3]; }
+};
+
+void run_attention(const View& q, const View& k, const View& v, const MaskView& mask, float* out, int B, int Hq,
+                   int Hkv, int L, int T, int D, float scale, bool causal) {
   const int group = Hq / Hkv;
   const int items = B * Hq * L;
-  const bool parallel = size_t(items) * T * D >= (size_t(1) << 16);
+  // threads only for long reads: a decode step's attention over a short cache is a few
+  // microseconds a head, and the decode loop's graph building wants the other core
+  const bool parallel = size_t(items) * T * D >= (size_t(1) << 20);
+  constexpr float hidden = std::numeric_limits<float>::lowest();
 #pragma omp parallel if (parallel)
   {
     std::vector<float> scores(T), acc(D);
@@ -38,7 +50,7 @@ void run_attention(const View& q, const View& k, const View& v, float* out, int 
       const float* qr = q.row(b, h, l);
       float top = -INFINITY;
       for (int t = 0; t < seen; ++t) {
-        scores[t] = dot(qr, k.row(b, kh, t), D) * scale;
+        scores[t] = mask.sees(b, h, l, t) ? dot(qr, k.row(b, kh, t), D) * scale : hidden;
         top = std::max(top, scores[t]);
       }
       float total = 0.f;
@@ -65,7 +77,8 @@ void run_attention(const View& q, const View& k, const View& v, float* out, int 
 
 class Attention : public CpuOnly {
  public:
-  Attention(mx::Stream stream, float scale, bool causal) : CpuOnly(stream), scale_(scale), causal_(causal) {}
+  Attention(mx::Stream stream, float scale, bool causal, bool masked)
+      : CpuOnly(stream), scale_(scale), causal_(causal), masked_(masked) {}
 
   void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override {
     auto& out = outputs[0];
@@ -79,9 +92,14 @@ class Attention : public CpuOnly {
     auto input = [](const mx::array& a) { return Input{a.data<float>(), a.shape(), a.strides(), a.size()}; };
     const auto& q = inputs[0];
     const auto& k = inputs[1];
-    encoder.dispatch([qi = input(q), ki = input(k), vi = input(inputs[2]), o = out.data<float>(), B = q.shape(0),
-                      Hq = q.shape(1), Hkv = k.shape(1), L = q.shape(2), T = k.shape(2), D = q.shape(3),
-                      scale = scale_, causal = causal_]() {
+    MaskView mask;
+    if (masked_) {
+      const auto& m = inputs[3];
+      mask = MaskView{m.data<bool>(), m.strides(0), m.strides(1), m.strides(2), m.strides(3)};
+    }
+    encoder.dispatch([qi = input(q), ki = input(k), vi = input(inputs[2]), mask, o = out.data<float>(),
+                      B = q.shape(0), Hq = q.shape(1), Hkv = k.shape(1), L = q.shape(2), T = k.shape(2),
+                      D = q.shape(3), scale = scale_, causal = causal_]() {
       // a view whose last axis is not unit-stride (never one from the layers) is gathered first
       std::vector<RowMajor> copies;
       copies.reserve(3);
@@ -91,7 +109,7 @@ class Attention : public CpuOnly {
         return View{c.data, int64_t(a.shape[1]) * a.shape[2] * a.shape[3], int64_t(a.shape[2]) * a.shape[3],
                     int64_t(a.shape[3])};
       };
-      run_attention(view(qi), view(ki), view(vi), o, B, Hq, Hkv, L, T, D, scale, causal);
+      run_attention(view(qi), view(ki), view(vi), mask, o, B, Hq, Hkv, L, T, D, scale, causal);
     });
   }
 
@@ -99,7 +117,7 @@ class Attention : public CpuOnly {
 
   bool is_equivalent(const mx::Primitive& other) const override {
     auto* o = dynamic_cast<const Attention*>(&other);
-    return o && o->scale_ == scale_ && o->causal_ == causal_;
+    return o && o->scale_ == scale_ && o->causal_ == causal_ && o->masked_ == masked_;
   }
 
   std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& inputs) override { return {inputs[0].shape()}; }
@@ -107,12 +125,13 @@ class Attention : public CpuOnly {
  private:
   float scale_;
   bool causal_;
+  bool masked_;
 };
 
 }  // namespace
 
 mx::array attention(const mx::array& q, const mx::array& k, const mx::array& v, float scale, bool causal,
-                    mx::StreamOrDevice s) {
+                    const std::optional<mx::array>& mask, mx::StreamOrDevice s) {
   if (q.ndim() != 4 || k.ndim() != 4 || v.ndim() != 4) throw std::invalid_argument("attention: 4-D inputs");
   if (q.dtype() != mx::float32 || k.dtype() != mx::float32 || v.dtype() != mx::float32) {
     throw std::invalid_argument("attention: float32 inputs");
@@ -121,8 +140,14 @@ mx::array attention(const mx::array& q, const mx::array& k, const mx::array& v, 
     throw std::invalid_argument("attention: q, k and v do not match");
   }
   if (causal && q.shape(2) > k.shape(2)) throw std::invalid_argument("attention: more query rows than positions");
-  return mx::array(q.shape(), mx::float32, std::make_shared<Attention>(mx::to_stream(s), scale, causal),
-                   {q, k, v});
+  std::vector<mx::array> inputs = {q, k, v};
+  if (mask) {
+    if (mask->dtype() != mx::bool_ || mask->ndim() > 4) throw std::invalid_argument("attention: a boolean mask");
+    // a view with zero strides where it broadcasts: nothing is copied
+    inputs.push_back(mx::broadcast_to(*mask, {q.shape(0), q.shape(1), q.shape(2), k.shape(2)}, s));
+  }
+  return mx::array(q.shape(), mx::float32,
+                   std::make_shared<Attention>(mx::to_stream(s), scale, causal, mask.has_value()), std::move(inputs));
 }
 
 }  // namespace ollmlx

@@ -85,6 +85,6 @@ mx::array rope(const mx::array& x, int dims, bool traditional, std::optional<flo
                const mx::array& offset, const std::optional<mx::array>& freqs, mx::StreamOrDevice s);
 
 mx::array attention(const mx::array& q, const mx::array& k, const mx::array& v, float scale, bool causal,
-                    mx::StreamOrDevice s);
+                    const std::optional<mx::array>& mask, mx::StreamOrDevice s);
 
 }  // namespace ollmlx

@@ -101,15 +101,17 @@ def _ropes() -> tuple[type, ...]:
 
 
 def attention_for(kernels: ModuleType, fallback: Any) -> Any:
-    """mlx-lm's scaled_dot_product_attention, with a few float32 rows (mask none or causal, no
-    sinks, a plain cache) going to the kernel."""
+    """mlx-lm's scaled_dot_product_attention, with a few float32 rows (mask none, causal or
+    boolean, as a batch's left padding gives; no sinks; a plain cache) going to the kernel."""
 
     def attention(queries: mx.array, keys: mx.array, values: mx.array, cache: Any = None, scale: float = 1.0,
                   mask: Any = None, sinks: Any = None) -> mx.array:
-        if (sinks is None and not hasattr(cache, "bits") and (mask is None or (isinstance(mask, str) and mask == "causal"))
+        causal = isinstance(mask, str) and mask == "causal"
+        boolean = isinstance(mask, mx.array) and mask.dtype == mx.bool_
+        if (sinks is None and not hasattr(cache, "bits") and (mask is None or causal or boolean)
                 and queries.shape[2] <= ATTENTION_ROWS and queries.dtype == keys.dtype == values.dtype == mx.float32
                 and mx.default_device() == mx.cpu):
-            return kernels.attention(queries, keys, values, scale, mask is not None)
+            return kernels.attention(queries, keys, values, scale, causal, mask if boolean else None)
         return fallback(queries, keys, values, cache=cache, scale=scale, mask=mask, sinks=sinks)
 
     attention.ollmlx_kernel = True  # type: ignore[attr-defined]

@@ -16,6 +16,6 @@ NB_MODULE(_cpu_kernels, m) {
         nb::kw_only(), "stream"_a = nb::none());
   m.def("rope", &ollmlx::rope, "x"_a, "dims"_a, "traditional"_a, "base"_a.none(), "scale"_a, "offset"_a,
         "freqs"_a = nb::none(), nb::kw_only(), "stream"_a = nb::none());
-  m.def("attention", &ollmlx::attention, "q"_a, "k"_a, "v"_a, "scale"_a, "causal"_a, nb::kw_only(),
-        "stream"_a = nb::none());
+  m.def("attention", &ollmlx::attention, "q"_a, "k"_a, "v"_a, "scale"_a, "causal"_a, "mask"_a = nb::none(),
+        nb::kw_only(), "stream"_a = nb::none());
 }
