@@ -63,8 +63,6 @@ void row_params(const void* src, mx::Dtype dtype, int n_groups, float* dst) {
   }
 }
 
-
-
 inline __m256 bytes_to_ps(__m128i b8) {  // the low 8 bytes, as 8 floats
   return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(b8));
 }
