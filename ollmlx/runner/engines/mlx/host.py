@@ -109,7 +109,11 @@ def _cpu_kernels_layout(model: nn.Module, details: dict[str, Any]) -> str | None
     if not any(isinstance(m, nn.QuantizedLinear) and layers.takes(m) for _, m in model.named_modules()):
         details["cpu_kernels"] = "off (no 4- or 8-bit affine layers)"
         return None
-    if differs := layers.agrees(model, kernels):
+    try:
+        differs = layers.agrees(model, kernels)
+    except (TypeError, ValueError, RuntimeError) as e:  # e.g. an mlx whose array type the module no longer shares
+        differs = f"its check failed: {e}"
+    if differs:
         log.warning("ollmlx CPU kernels disagree with mlx on this model: %s", differs)
         details["cpu_kernels"] = f"off ({differs})"
         return None
