@@ -101,6 +101,10 @@ struct Problem {  // out = x @ w.T
 // x's rows as the codes are read: per block of 32, int8 codes and one float scale (max |x| / 127),
 // and each weight group's exact float sum for the bias term. For 4-bit weights a block's codes
 // are stored in the order the weight's nibbles unpack to (even elements, then odd).
+inline int padded8(int n) { return (n + 7) / 8 * 8; }
+
+// Per-group and per-block arrays are zero-padded to multiples of 8 per row of x, so a weight
+// row's terms over them are whole 8-wide vectors (the padding multiplies to nothing).
 struct QuantizedX {
   std::vector<int8_t> codes;
   std::vector<float> scales, sums;
@@ -113,9 +117,10 @@ QuantizedX quantize_x(const Problem& p, int bits) {
   const int blocks = p.K / 32, n_groups = p.K / p.group;
   QuantizedX q;
   q.codes.resize(size_t(p.M) * p.K);
-  q.scales.resize(size_t(p.M) * blocks);
-  q.sums.assign(size_t(p.M) * n_groups, 0.f);
-  q.centred.assign(size_t(p.M) * n_groups, 0.f);
+  const int bstride = padded8(blocks), gstride = padded8(n_groups);
+  q.scales.assign(size_t(p.M) * bstride, 0.f);
+  q.sums.assign(size_t(p.M) * gstride, 0.f);
+  q.centred.assign(size_t(p.M) * gstride, 0.f);
   const float centre = bits == 4 ? 8.f : 128.f;
   const __m256 sign = _mm256_set1_ps(-0.f);
   // packs_epi32/epi16 interleave 128-bit lanes; this puts the 32 bytes back in element order
@@ -138,9 +143,9 @@ QuantizedX quantize_x(const Problem& p, int bits) {
       t = _mm_max_ss(t, _mm_movehdup_ps(t));
       const float amax = _mm_cvtss_f32(t);
       const float exact = hsum(sum);
-      q.sums[size_t(m) * n_groups + b * 32 / p.group] += exact;
-      q.scales[size_t(m) * blocks + b] = amax / 127.f;
-      float& centred = q.centred[size_t(m) * n_groups + b * 32 / p.group];
+      q.sums[size_t(m) * gstride + b * 32 / p.group] += exact;
+      q.scales[size_t(m) * bstride + b] = amax / 127.f;
+      float& centred = q.centred[size_t(m) * gstride + b * 32 / p.group];
       centred += centre * exact;
       const __m256 inv = _mm256_set1_ps(amax > 0.f ? 127.f / amax : 0.f);
       __m256i i32[4];
@@ -185,27 +190,39 @@ inline __m256i block_codes(const uint8_t* row, int blk) {
 template <int Bits, int M>
 void run_rows_int8(const Problem& p, int n0, int n1, const QuantizedX& qx, int m0, float* s, float* b, float* f) {
   const int n_groups = p.K / p.group, blocks = p.K / 32, per_group = p.group / 32;
+  const int gstride = padded8(n_groups), bstride = padded8(blocks);
   const size_t row_bytes = size_t(p.K) * Bits / 8;
   const size_t param_bytes = p.param_dtype.size();
   const __m256i ones = _mm256_set1_epi16(1);
   const int8_t* xc[M];
-  const float* xd[M];
+  const float *xd[M], *xs[M], *xz[M];
   for (int m = 0; m < M; ++m) {
     xc[m] = qx.codes.data() + size_t(m0 + m) * p.K;
-    xd[m] = qx.scales.data() + size_t(m0 + m) * blocks;
+    xd[m] = qx.scales.data() + size_t(m0 + m) * bstride;
+    xs[m] = qx.sums.data() + size_t(m0 + m) * gstride;
+    xz[m] = qx.centred.data() + size_t(m0 + m) * gstride;
   }
   for (int n = n0; n < n1; ++n) {
     row_params(static_cast<const uint8_t*>(p.scales) + n * n_groups * param_bytes, p.param_dtype, n_groups, s);
     row_params(static_cast<const uint8_t*>(p.biases) + n * n_groups * param_bytes, p.param_dtype, n_groups, b);
-    // each block's factor: the weight group's scale times x's block scale
+    // each block's factor: the weight group's scale times x's block scale; and the row's terms
+    // outside the codes (biases against x's sums, scales against the centred sums), as vectors
+    // (s and b are zero past n_groups: their buffers are padded and never written there)
+    __m256 terms[M];
     for (int m = 0; m < M; ++m) {
-      float* fm = f + size_t(m) * blocks;
+      terms[m] = _mm256_setzero_ps();
+      for (int g = 0; g < gstride; g += 8) {
+        const __m256 sg = _mm256_loadu_ps(s + g);
+        terms[m] = _mm256_fmadd_ps(_mm256_loadu_ps(b + g), _mm256_loadu_ps(xs[m] + g), terms[m]);
+        terms[m] = _mm256_fmadd_ps(sg, _mm256_loadu_ps(xz[m] + g), terms[m]);
+      }
+    }
+    for (int m = 0; m < M; ++m) {
+      float* fm = f + size_t(m) * bstride;
       if (per_group == 1) {
-        int i = 0;
-        for (; i + 8 <= blocks; i += 8) {
+        for (int i = 0; i < bstride; i += 8) {
           _mm256_storeu_ps(fm + i, _mm256_mul_ps(_mm256_loadu_ps(s + i), _mm256_loadu_ps(xd[m] + i)));
         }
-        for (; i < blocks; ++i) fm[i] = s[i] * xd[m][i];
       } else {
         for (int g = 0; g < n_groups; ++g) {
           for (int r = 0; r < per_group; ++r) fm[g * per_group + r] = s[g] * xd[m][g * per_group + r];
@@ -222,7 +239,7 @@ void run_rows_int8(const Problem& p, int n0, int n1, const QuantizedX& qx, int m
         const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xc[m] + blk * 32));
         const __m256i pairs = _mm256_maddubs_epi16(magnitude, Bits == 4 ? x : _mm256_sign_epi8(x, q));
         acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones)),
-                                 _mm256_broadcast_ss(f + size_t(m) * blocks + blk), acc[m]);
+                                 _mm256_broadcast_ss(f + size_t(m) * bstride + blk), acc[m]);
       }
     };
     int blk = 0;
@@ -231,11 +248,7 @@ void run_rows_int8(const Problem& p, int n0, int n1, const QuantizedX& qx, int m
       block(blk + 1, odd);
     }
     if (blk < blocks) block(blk, even);
-    for (int m = 0; m < M; ++m) {
-      const size_t at = size_t(m0 + m) * n_groups;
-      p.out[size_t(m) * p.N + n] = hsum(_mm256_add_ps(even[m], odd[m])) + dot(b, qx.sums.data() + at, n_groups) +
-                                   dot(s, qx.centred.data() + at, n_groups);
-    }
+    for (int m = 0; m < M; ++m) p.out[size_t(m) * p.N + n] = hsum(_mm256_add_ps(_mm256_add_ps(even[m], odd[m]), terms[m]));
   }
 }
 
@@ -288,7 +301,8 @@ void run_int8(const Problem& p, int bits) {
   {
     const int thread = omp_get_thread_num(), threads = omp_get_num_threads();
     const int n0 = int(int64_t(p.N) * thread / threads), n1 = int(int64_t(p.N) * (thread + 1) / threads);
-    std::vector<float> s(p.K / p.group), b(p.K / p.group), f(size_t(kMaxRows) * (p.K / 32));
+    // zero past n_groups for good: row_params writes only the first n_groups
+    std::vector<float> s(padded8(p.K / p.group)), b(padded8(p.K / p.group)), f(size_t(kMaxRows) * padded8(p.K / 32));
     for (int m0 = 0; m0 < p.M; m0 += kMaxRows) {
       Problem part = p;
       part.M = std::min(kMaxRows, p.M - m0);
