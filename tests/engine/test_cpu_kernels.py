@@ -274,7 +274,7 @@ def test_a_fresh_cache_builds_the_kernels_once(tmp_path: Path, monkeypatch: pyte
     assert done.returncode == 0 and "8" in done.stdout, done.stderr
 
 
-def test_a_served_mlx_runner_uses_the_kernels_and_says_so(tmp_path: Path) -> None:
+def test_a_served_mlx_runner_uses_the_kernels_and_says_so(kernels: Any, tmp_path: Path) -> None:
     """Through the server: the runner lays SmolLM2 out for the kernels, logs it, and answers."""
     import ollama
 
