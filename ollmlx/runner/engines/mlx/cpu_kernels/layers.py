@@ -19,9 +19,12 @@ import mlx.nn as nn
 
 log = logging.getLogger("ollmlx.runner")
 
-# query rows up to this many use the kernel's attention (decode steps, a warm turn's few new
-# tokens); longer prompt chunks keep mlx's, whose matmuls go through BLAS
-ATTENTION_ROWS = 16
+# Every query row count goes to the kernel's attention. It computes each row on its own, in
+# one order, so a token's numbers do not depend on how its prompt was cut into chunks (a prefix
+# cache hit, mlx-lm's generate_step reading the last token alone) or on its batch: with x read in
+# int8 by the products, mlx's attention for long chunks (different float rounding per shape)
+# changed a greedy answer with the cache's state (logits ~2% apart; 0 with this kernel).
+ATTENTION_ROWS = 1 << 30
 _TOLERANCE = 1e-3  # relative to the largest output; rope and attention are float32 on both sides (~1e-6)
 # a few rows' products take x as int8 per block of 32, as llama.cpp does: ~0.5% of the largest output
 _PRODUCT_TOLERANCE = 3e-2

@@ -1,11 +1,15 @@
-// A few rows times an mlx affine-quantized weight (4 or 8 bits), on a CPU with AVX2.
+// Rows of x times an mlx affine-quantized weight (4 or 8 bits), on a CPU with AVX2.
 //
 // Why: mlx's CPU quantized_matmul is scalar code, and the alternative (dense float32 weights
-// through BLAS) streams 8x the bytes of 4-bit weights per decoded token. A few rows (decode steps,
-// a warm turn's new tokens) are read straight from the codes with x in int8 per block of 32, as
-// llama.cpp computes its CPU products: 32 products per instruction (AVX2 maddubs). Many rows (a
-// prompt's chunk) are compute-bound instead: tiles of the weight are unpacked to float32 and
-// multiplied by BLAS's sgemm (the library mlx itself links, or OpenBLAS where the runner preloads it).
+// through BLAS) streams 8x the bytes of 4-bit weights per decoded token. Here x is read in int8
+// per block of 32, as llama.cpp computes its CPU products, against the packed codes: 32 products
+// per instruction (AVX2 maddubs).
+//
+// Every row takes this path, prompts included, and each row is computed on its own: a token's
+// numbers do not depend on how its prompt was cut into chunks, on a prefix cache hit, or on its
+// batch. (Float32 sgemm over unpacked tiles reads long prompts ~1.4x faster, but a prompt's last
+// token then came out ~0.5% different from the same token read as one row, and greedy answers
+// changed with the cache's state.)
 //
 // Layout (mlx "affine"): w[n, k] = scales[n, k / g] * q[n, k] + biases[n, k / g], with q packed
 // little-endian into uint32 words (4 bits: element j of a word in bits 4j..4j+3; 8 bits: byte j).
@@ -18,22 +22,10 @@
 
 #include "common.h"
 
-extern "C" void cblas_sgemm(int order, int trans_a, int trans_b, int m, int n, int k, float alpha, const float* a,
-                            int lda, const float* b, int ldb, float beta, float* c, int ldc);
-
 namespace ollmlx {
 namespace {
 
 constexpr int kMaxRows = 8;  // rows of x read against each weight row at once (registers)
-// Sequences of this many rows and fewer (decode steps of any batch, a warm turn's few new tokens)
-// are read from the codes; longer ones (prompts) go through sgemm. Chosen by the rows of one
-// sequence (x's second-to-last axis), not of the whole batch, so a sequence's numbers do not
-// depend on what it is batched with.
-constexpr int kDirectRows = 16;
-// Weight rows unpacked at once for sgemm: up to 8 MB of floats, so one call covers a small
-// model's whole layer; sgemm packs x again for every call, which is what tiles that are too small cost.
-constexpr size_t kTileBytes = size_t(8) << 20;
-
 inline float half_to_float(uint16_t h) {
   return _cvtsh_ss(h);
 }
@@ -60,31 +52,6 @@ void row_params(const void* src, mx::Dtype dtype, int n_groups, float* dst) {
     for (; g < n_groups; ++g) dst[g] = half_to_float(h[g]);
   } else {
     for (; g < n_groups; ++g) dst[g] = bf16_to_float(h[g]);
-  }
-}
-
-inline __m256 bytes_to_ps(__m128i b8) {  // the low 8 bytes, as 8 floats
-  return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(b8));
-}
-
-// One group of 32 codes as four vectors of 8 floats, in element order.
-template <int Bits>
-inline void unpack32(const uint8_t* p, __m256 v[4]) {
-  if constexpr (Bits == 4) {
-    __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-    __m128i mask = _mm_set1_epi8(0x0f);
-    __m128i lo = _mm_and_si128(b, mask);
-    __m128i hi = _mm_and_si128(_mm_srli_epi16(b, 4), mask);
-    __m128i e0 = _mm_unpacklo_epi8(lo, hi);  // elements 0..15
-    __m128i e1 = _mm_unpackhi_epi8(lo, hi);  // elements 16..31
-    v[0] = bytes_to_ps(e0);
-    v[1] = bytes_to_ps(_mm_srli_si128(e0, 8));
-    v[2] = bytes_to_ps(e1);
-    v[3] = bytes_to_ps(_mm_srli_si128(e1, 8));
-  } else {
-    for (int i = 0; i < 4; ++i) {
-      v[i] = bytes_to_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + 8 * i)));
-    }
   }
 }
 
@@ -267,31 +234,6 @@ void run_block_int8(const Problem& p, int n0, int n1, const QuantizedX& qx, int 
   }
 }
 
-// Rows [n0, n1) of the weight as float32 (row-major, K wide), into tile (whose row 0 is n0). One
-// thread: sgemm, next, runs on BLAS's own threads, which OpenMP's would spin against.
-template <int Bits>
-void unpack_tile(const Problem& p, int n0, int n1, float* tile) {
-  const int n_groups = p.K / p.group;
-  const size_t row_bytes = size_t(p.K) * Bits / 8;
-  const size_t param_bytes = p.param_dtype.size();
-  {
-    std::vector<float> s(n_groups), b(n_groups);
-    for (int n = n0; n < n1; ++n) {
-      row_params(static_cast<const uint8_t*>(p.scales) + n * n_groups * param_bytes, p.param_dtype, n_groups, s.data());
-      row_params(static_cast<const uint8_t*>(p.biases) + n * n_groups * param_bytes, p.param_dtype, n_groups, b.data());
-      const uint8_t* wr = p.w + n * row_bytes;
-      float* dst = tile + size_t(n - n0) * p.K;
-      for (int k = 0; k < p.K; k += 32) {
-        const int g = k / p.group;
-        const __m256 sg = _mm256_set1_ps(s[g]), bg = _mm256_set1_ps(b[g]);
-        __m256 q[4];
-        unpack32<Bits>(wr + size_t(k) * Bits / 8, q);
-        for (int i = 0; i < 4; ++i) _mm256_storeu_ps(dst + k + 8 * i, _mm256_fmadd_ps(q[i], sg, bg));
-      }
-    }
-  }
-}
-
 void run_int8(const Problem& p, int bits) {
   const QuantizedX qx = quantize_x(p, bits);
   // Threads only for several rows: a lone row's product is a stream over the codes that one core
@@ -316,21 +258,6 @@ void run_int8(const Problem& p, int bits) {
   }
 }
 
-void run_tiles(const Problem& p, int bits) {
-  const int tile_rows = std::max(64, int(kTileBytes / (sizeof(float) * p.K)) / 64 * 64);
-  std::vector<float> tile(size_t(std::min(tile_rows, p.N)) * p.K);
-  for (int n0 = 0; n0 < p.N; n0 += tile_rows) {
-    const int n1 = std::min(p.N, n0 + tile_rows);
-    if (bits == 4) {
-      unpack_tile<4>(p, n0, n1, tile.data());
-    } else {
-      unpack_tile<8>(p, n0, n1, tile.data());
-    }
-    // out[:, n0:n1] = x @ tile.T  (CblasRowMajor = 101, CblasNoTrans = 111, CblasTrans = 112)
-    cblas_sgemm(101, 111, 112, p.M, n1 - n0, p.K, 1.f, p.x, p.K, tile.data(), p.K, 0.f, p.out + n0, p.N);
-  }
-}
-
 class QuantizedRows : public CpuOnly {
  public:
   QuantizedRows(mx::Stream stream, int group, int bits) : CpuOnly(stream), group_(group), bits_(bits) {}
@@ -343,15 +270,10 @@ class QuantizedRows : public CpuOnly {
     Problem p{nullptr, inputs[1].data<uint8_t>(), inputs[2].data<void>(), inputs[3].data<void>(), inputs[2].dtype(),
               out.data<float>(), int(x.size() / K), int(inputs[1].shape(0)), K, group_};
     encoder.dispatch([p, bits = bits_, base = x.data<float>(), shape = x.shape(), strides = x.strides(),
-                      contiguous = bool(x.flags().row_contiguous), size = x.size(),
-                      sequence_rows = x.ndim() >= 3 ? x.shape(-2) : int(x.size() / K)]() mutable {
+                      contiguous = bool(x.flags().row_contiguous), size = x.size()]() mutable {
       RowMajor rows(base, shape, strides, contiguous, size);
       p.x = rows.data;
-      if (sequence_rows <= kDirectRows) {
-        run_int8(p, bits);
-      } else {
-        run_tiles(p, bits);
-      }
+      run_int8(p, bits);
     });
   }
 
