@@ -3,8 +3,8 @@
 Why they exist: on a CPU host, mlx's own kernels for these are its generic ones. Its quantized
 product is scalar code, so the runner used to dequantize every weight to float32 for BLAS, which
 streams 8x the bytes of 4-bit codes per decoded token. Its rope and attention are compositions of
-a dozen ops each. On a 2-core host, SmolLM2-135M's decode step took 68 ms that way; these three
-kernels (AVX2, OpenMP) take it to ~24 ms (bench/RESULTS.md).
+a dozen ops each. On a 2-core host, SmolLM2-135M's decode step took 64-68 ms that way; these three
+kernels (AVX2, OpenMP) take it to ~17 ms, 13.4 ms pipelined (bench/RESULTS.md).
 
 They are an mlx C++ extension (mlx's documented way to add a primitive), built on first need or
 at install (build.py), and each is checked against mlx's own op when a model loads (layers.py);

@@ -1,9 +1,10 @@
-// Attention of a few query rows over a KV cache, on a CPU.
+// Attention of query rows over a KV cache, on a CPU, each row on its own.
 //
 // Why: mlx's CPU scaled_dot_product_attention composes copies of the cache views, two matmuls and
 // a softmax: ~330 us per layer for one decode token over ~150 positions on a 2-core host, a
 // quarter of the step. Here each (sequence, head, row) reads its keys and values once, in place
 // (the cache's views have strided heads and positions), with the softmax in float32 as mlx's.
+// A row's result is the same however many rows come with it (a prompt's chunking, a batch).
 //
 // q [B, Hq, L, D], k and v [B, Hkv, T, D] with Hq a multiple of Hkv (grouped queries); causal:
 // row l sees positions up to T - L + l (the rows are the last L positions); a boolean mask

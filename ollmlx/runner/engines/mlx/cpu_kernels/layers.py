@@ -1,6 +1,6 @@
 """A model laid out for ollmlx's CPU kernels: quantized layers keep their 4/8-bit codes and read
-them through `quantized_rows`; rotary embeddings and a few rows' attention run as one op each;
-every other floating parameter (norms, biases) and so every activation is float32.
+them through `quantized_rows`; rotary embeddings and attention run as one op each; every other
+floating parameter (norms, biases) and so every activation is float32.
 
 `apply` changes a model in place after checking each kernel against mlx's own op on the model's
 shapes; it returns what it did for /info. Layers the kernels do not take (other widths or modes)
@@ -104,8 +104,8 @@ def _ropes() -> tuple[type, ...]:
 
 
 def attention_for(kernels: ModuleType, fallback: Any) -> Any:
-    """mlx-lm's scaled_dot_product_attention, with a few float32 rows (mask none, causal or
-    boolean, as a batch's left padding gives; no sinks; a plain cache) going to the kernel."""
+    """mlx-lm's scaled_dot_product_attention, with float32 rows (mask none, causal or boolean, as
+    a batch's left padding gives; no sinks; a plain cache) going to the kernel."""
 
     def attention(queries: mx.array, keys: mx.array, values: mx.array, cache: Any = None, scale: float = 1.0,
                   mask: Any = None, sinks: Any = None) -> mx.array:
