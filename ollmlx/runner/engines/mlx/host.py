@@ -51,9 +51,9 @@ def tune_for_host(model: nn.Module, generates: bool = True) -> dict[str, Any]:
     if device_name() == "cpu":
         layout = os.environ.get("OLLMLX_CPU_WEIGHTS", "auto")
         if layout in ("auto", "kernels"):
-            layout = _cpu_kernels_layout(model, details) or ("float32" if blas else "quantized")
-        if layout == "done":
-            pass
+            layout = "kernels" if _cpu_kernels_layout(model, details) else "float32" if blas else "quantized"
+        if layout == "kernels":
+            pass  # layers.apply said what it did in details
         elif layout == "float32":
             n = dequantize_for_cpu(model, mx.float32)
             details["weights"] = f"float32 (dequantized {n} layers for BLAS)" if n else "float32"
@@ -97,18 +97,18 @@ def tune_for_host(model: nn.Module, generates: bool = True) -> dict[str, Any]:
     return details
 
 
-def _cpu_kernels_layout(model: nn.Module, details: dict[str, Any]) -> str | None:
-    """Lay the model out for ollmlx's CPU kernels; "done", or None (with the reason in details)."""
+def _cpu_kernels_layout(model: nn.Module, details: dict[str, Any]) -> bool:
+    """Lay the model out for ollmlx's CPU kernels; False (with the reason in details) if not."""
     from ollmlx.runner.engines.mlx import cpu_kernels
     from ollmlx.runner.engines.mlx.cpu_kernels import layers
 
     kernels, why = cpu_kernels.load()
     if kernels is None:
         details["cpu_kernels"] = why
-        return None
+        return False
     if not any(isinstance(m, nn.QuantizedLinear) and layers.takes(m) for _, m in model.named_modules()):
         details["cpu_kernels"] = "off (no 4- or 8-bit affine layers)"
-        return None
+        return False
     try:
         differs = layers.agrees(model, kernels)
     except (TypeError, ValueError, RuntimeError) as e:  # e.g. an mlx whose array type the module no longer shares
@@ -116,9 +116,9 @@ def _cpu_kernels_layout(model: nn.Module, details: dict[str, Any]) -> str | None
     if differs:
         log.warning("ollmlx CPU kernels disagree with mlx on this model: %s", differs)
         details["cpu_kernels"] = f"off ({differs})"
-        return None
+        return False
     details.update(layers.apply(model, kernels))
-    return "done"
+    return True
 
 
 def _cuda() -> bool:

@@ -19,12 +19,6 @@ import mlx.nn as nn
 
 log = logging.getLogger("ollmlx.runner")
 
-# Every query row count goes to the kernel's attention. It computes each row on its own, in
-# one order, so a token's numbers do not depend on how its prompt was cut into chunks (a prefix
-# cache hit, mlx-lm's generate_step reading the last token alone) or on its batch: with x read in
-# int8 by the products, mlx's attention for long chunks (different float rounding per shape)
-# changed a greedy answer with the cache's state (logits ~2% apart; 0 with this kernel).
-ATTENTION_ROWS = 1 << 30
 _TOLERANCE = 1e-3  # relative to the largest output; rope and attention are float32 on both sides (~1e-6)
 # a few rows' products take x as int8 per block of 32, as llama.cpp does: ~0.5% of the largest output
 _PRODUCT_TOLERANCE = 3e-2
@@ -105,14 +99,20 @@ def _ropes() -> tuple[type, ...]:
 
 def attention_for(kernels: ModuleType, fallback: Any) -> Any:
     """mlx-lm's scaled_dot_product_attention, with float32 rows (mask none, causal or boolean, as
-    a batch's left padding gives; no sinks; a plain cache) going to the kernel."""
+    a batch's left padding gives; no sinks; a plain cache) going to the kernel, however many.
+
+    The kernel computes each row on its own, in one order, so a token's numbers do not depend on
+    how its prompt was cut into chunks (a prefix cache hit, mlx-lm's generate_step reading the
+    last token alone) or on its batch: with x read in int8 by the products, mlx's attention for
+    long chunks (other float rounding per shape) changed a greedy answer with the cache's state
+    (logits ~2% apart; 0 with the kernel)."""
 
     def attention(queries: mx.array, keys: mx.array, values: mx.array, cache: Any = None, scale: float = 1.0,
                   mask: Any = None, sinks: Any = None) -> mx.array:
         causal = isinstance(mask, str) and mask == "causal"
         boolean = isinstance(mask, mx.array) and mask.dtype == mx.bool_
         if (sinks is None and not hasattr(cache, "bits") and (mask is None or causal or boolean)
-                and queries.shape[2] <= ATTENTION_ROWS and queries.dtype == keys.dtype == values.dtype == mx.float32
+                and queries.dtype == keys.dtype == values.dtype == mx.float32
                 and mx.default_device() == mx.cpu):
             return kernels.attention(queries, keys, values, scale, causal, mask if boolean else None)
         return fallback(queries, keys, values, cache=cache, scale=scale, mask=mask, sinks=sinks)

@@ -16,7 +16,6 @@
 // So out[m, n] = sum_g scales[n, g] * dot(q[n, g], x[m, g]) + biases[n, g] * sum(x[m, g]).
 
 #include <algorithm>
-#include <cmath>
 
 #include <omp.h>
 
@@ -26,6 +25,7 @@ namespace ollmlx {
 namespace {
 
 constexpr int kMaxRows = 8;  // rows of x read against each weight row at once (registers)
+
 inline float half_to_float(uint16_t h) {
   return _cvtsh_ss(h);
 }
@@ -65,13 +65,13 @@ struct Problem {  // out = x @ w.T
   int M, N, K, group;
 };
 
-// x's rows as the codes are read: per block of 32, int8 codes and one float scale (max |x| / 127),
-// and each weight group's exact float sum for the bias term. For 4-bit weights a block's codes
-// are stored in the order the weight's nibbles unpack to (even elements, then odd).
 inline int padded8(int n) { return (n + 7) / 8 * 8; }
 
-// Per-group and per-block arrays are zero-padded to multiples of 8 per row of x, so a weight
-// row's terms over them are whole 8-wide vectors (the padding multiplies to nothing).
+// x's rows as the codes are read: per block of 32, int8 codes and one float scale (max |x| / 127),
+// and each weight group's exact float sum for the bias term. For 4-bit weights a block's codes
+// are stored in the order the weight's nibbles unpack to (even elements, then odd). Per-group and
+// per-block arrays are zero-padded to multiples of 8 per row of x, so a weight row's terms over
+// them are whole 8-wide vectors (the padding multiplies to nothing).
 struct QuantizedX {
   std::vector<int8_t> codes;
   std::vector<float> scales, sums;
@@ -119,12 +119,13 @@ QuantizedX quantize_x(const Problem& p, int bits) {
       for (int i = 0; i < 4; ++i) i32[i] = _mm256_cvtps_epi32(_mm256_mul_ps(v[i], inv));  // nearest, ties even
       const __m256i i16a = _mm256_packs_epi32(i32[0], i32[1]), i16b = _mm256_packs_epi32(i32[2], i32[3]);
       __m256i codes = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(i16a, i16b), order);
-      if (bits == 4) {  // the 4-bit product reads uncentred codes: take the centre times x's rounded sum back
+      if (bits == 4) {
+        // the 4-bit product reads uncentred codes: take the centre times x's rounded sum back
         const __m256i ones = _mm256_set1_epi16(1);
         const __m256i sums = _mm256_add_epi32(_mm256_madd_epi16(i16a, ones), _mm256_madd_epi16(i16b, ones));
         centred -= centre * (amax / 127.f) * hsum(_mm256_cvtepi32_ps(sums));
+        codes = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(codes, split), 0xd8);  // qwords 0 2 1 3
       }
-      if (bits == 4) codes = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(codes, split), 0xd8);  // qwords 0 2 1 3
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(q.codes.data() + size_t(m) * p.K + b * 32), codes);
     }
   }
