@@ -271,7 +271,7 @@ ENV_DOCS: dict[str, tuple[str, str]] = {
     "OLLMLX_MLX_FUSED": ("1", "MLX solo decode steps through ollmlx's fused CUDA kernels, the whole step as one compiled call (4-bit Llama-family models on CUDA; layers: one call per layer; 0: off)"),
     "OLLMLX_MLX_COMPILE": ("0", "MLX solo decode steps through mx.compile (1: on; +3% served on a CPU, slower on CUDA)"),
     "MLX_CUDA_USE_CUDNN_SDPA": ("0 in runners", "mlx-cuda attention through cuDNN (1), planned per prompt length"),
-    "OLLMLX_SWITCH_INTERVAL": ("Python's", "Runner threads' GIL switch interval in seconds (experiments)"),
+    "OLLMLX_SWITCH_INTERVAL": ("0.0005", "Runner threads' GIL switch interval in seconds (Python's own is 0.005)"),
     "OLLMLX_LLAMACPP_THREADS": ("all cores", "Threads of the llama.cpp engine"),
     "OLLMLX_HOSTFILE": ("", "mlx.launch hostfile: run MLX models split across its hosts (docs/distributed.md)"),
     "OLLMLX_DISTRIBUTED_MODE": ("auto", "How a model is split across ranks: auto, tensor or pipeline"),

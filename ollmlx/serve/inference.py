@@ -127,6 +127,13 @@ def strip_earlier_thinking(model: Model, msgs: list[dict[str, Any]]) -> list[dic
             if m.get("role") == "assistant" and i < last_user else m for i, m in enumerate(msgs)]
 
 
+async def gguf_read(model: Model) -> None:
+    """A model's GGUF metadata, read once: the first read takes seconds, so off the event loop;
+    later requests find it on the model and skip the thread hop (~0.2 ms of a warm turn's wait)."""
+    if "gguf" not in vars(model):  # functools.cached_property keeps its value in the instance
+        await asyncio.to_thread(getattr, model, "gguf")
+
+
 def keep_alive_of(raw: Any) -> float | None:
     try:
         return parse_keep_alive(raw)
@@ -245,7 +252,7 @@ class Inference:
         if not 0 <= req.top_logprobs <= 20:
             raise BadRequest("top_logprobs must be between 0 and 20")
         model = self.resolve(req.model, chat=False)
-        await asyncio.to_thread(getattr, model, "gguf")  # a first metadata read takes seconds: off the loop
+        await gguf_read(model)
         keep_alive = keep_alive_of(req.keep_alive)
         if not req.prompt and keep_alive == 0:  # unload, before any capability check
             await self.scheduler.unload_key(model.digest)
@@ -385,7 +392,7 @@ class Inference:
         if not 0 <= req.top_logprobs <= 20:
             raise BadRequest("top_logprobs must be between 0 and 20")
         model = self.resolve(req.model, chat=True)
-        await asyncio.to_thread(getattr, model, "gguf")  # a first metadata read takes seconds: off the loop
+        await gguf_read(model)
         keep_alive = keep_alive_of(req.keep_alive)
         messages = [m.wire() for m in (req.messages or [])]
         if not messages and keep_alive == 0:  # unload, before any capability check

@@ -25,7 +25,6 @@ import mlx.core as mx
 from mlx_lm.generate import BatchGenerator, generation_stream
 from mlx_lm.models.cache import (
     KVCache,
-    LRUPromptCache,
     can_trim_prompt_cache,
     make_prompt_cache,
     trim_prompt_cache,
@@ -36,6 +35,7 @@ from ollmlx.runner.engine_api import Emit, Inbox, final_chunk
 from ollmlx.runner.engines.mlx import batch_step, compiled_step, prefill_buckets
 from ollmlx.runner.engines.mlx.constrained import GrammarProcessor, Grammars
 from ollmlx.runner.engines.mlx.loader import LoadedModel
+from ollmlx.runner.engines.mlx.prefix_cache import PrefixCache
 from ollmlx.runner.engines.mlx.sampling import make_processors, make_sampler
 from ollmlx.runner.engines.mlx.solo import SoloStream
 from ollmlx.runner.engines.mlx.solo import compile_enabled as solo_compile_enabled
@@ -75,7 +75,7 @@ class MLXEngine:
         self.num_ctx = num_ctx
         self.parallel = parallel
         self.prefill_step = prefill_step
-        self.prompt_cache = LRUPromptCache(max_size=max(4, 2 * parallel), max_bytes=cache_bytes)
+        self.prompt_cache = PrefixCache(max_size=max(4, 2 * parallel), max_bytes=cache_bytes)
         self.cache_hits = 0
         self._inbox = Inbox()
         self._by_uid: dict[int, _Seq] = {}
