@@ -235,8 +235,8 @@ class RunnerProcess:
                     if not line:
                         continue
                     chunk = json.loads(line)
-                    if "error" in chunk:
-                        raise RunnerError(str(chunk["error"]))
+                    if "error" in chunk:  # with the status the runner gives it (400: a bad request)
+                        raise _status_error(int(chunk.get("status") or 500), str(chunk["error"]))
                     yield chunk
                     if chunk.get("done"):
                         return

