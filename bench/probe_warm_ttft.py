@@ -34,6 +34,8 @@ def main() -> None:
                     "lengths --fresh-shift tokens longer than the last's (new lengths, shapes maybe seen)")
     ap.add_argument("--fresh-shift", type=int, default=50)
     ap.add_argument("--fresh-only", action="store_true", help="stop after --fresh-lengths")
+    ap.add_argument("--first-cold-only", action="store_true", help="time the first cold --history-token prompt "
+                    "after the engine's load-time warm-up (and a first 8-token request), then stop")
     ap.add_argument("--tuned", action="store_true", help="the runner's host tuning first (flattened rows, few-row "
                     "kernel, fused and batch steps), as a served model gets it")
     args = ap.parse_args()
@@ -77,6 +79,13 @@ def main() -> None:
 
     rows: list[dict[str, Any]] = []
     run(ids(8), 1)
+    if args.first_cold_only:
+        for label in ("first cold", "second cold"):
+            cold, final = run(ids(args.history))
+            print(json.dumps({"case": label, "ttft_ms": round(cold * 1e3, 1),
+                              "prompt_eval_ms": round(final["prompt_eval_duration"] / 1e6, 1)}), flush=True)
+        engine.stop()
+        return
     events = _record_timeline() if args.timeline else []
     if args.fresh_lengths:
         import statistics

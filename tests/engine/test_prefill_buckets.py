@@ -65,6 +65,30 @@ def test_warm_reads_a_chunk_at_every_capacity_up_to_num_ctx() -> None:
     assert prefill_buckets.warm(tiny_llama(), 100) == 1
 
 
+def test_warm_first_reads_a_prompt_chunk_through_the_models_own_forward() -> None:
+    """So the first long prompt after load finds the plain forward's kernels built (the compiled
+    chunks run fused ones instead)."""
+    from ollmlx.runner.engines.mlx import prefill_buckets
+
+    class Recorded:
+        def __init__(self, model: Any) -> None:
+            self.model, self.shapes = model, []
+
+        def __call__(self, ids: Any, cache: Any = None) -> Any:
+            self.shapes.append(tuple(ids.shape))
+            return self.model(ids, cache=cache)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.model, name)
+
+    model = Recorded(tiny_llama())
+    assert prefill_buckets.warm(model, 1024, 512) == 3
+    assert model.shapes[0] == (1, 512)
+    short = Recorded(tiny_llama())
+    prefill_buckets.warm(short, 100, 512)
+    assert short.shapes[0] == (1, 100)
+
+
 def test_a_warm_turn_gives_the_same_tokens_with_and_without_buckets(
         smol_loaded: Any, engine_factory: Any, collector: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from helpers import chat_prompt

@@ -155,7 +155,7 @@ class MLXEngine:
             compiled_step.usable(self.loaded.model)
         if self.solo_enabled and prefill_buckets.wanted() and prefill_buckets.usable(self.loaded.model):
             with mx.stream(generation_stream):  # the stream a lone stream's prefill runs on (graphs are per stream)
-                prefill_buckets.warm(self.loaded.model, self.num_ctx)
+                prefill_buckets.warm(self.loaded.model, self.num_ctx, self.prefill_step)
         while not self._stopping:
             self._inbox.drain(self._apply, wait=0 if self._by_uid else None)
             if not self._by_uid:

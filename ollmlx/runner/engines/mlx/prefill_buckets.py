@@ -163,15 +163,23 @@ def _compiled(model: Any, layers: int) -> Any:
 WARM_UP_TO = 8192  # capacities warmed at load: past this, the scratch cache's memory (1 GB for an 8B)
 
 
-def warm(model: Any, num_ctx: int) -> int:
+def warm(model: Any, num_ctx: int, prompt_chunk: int = 0) -> int:
     """Read a short chunk once at every capacity up to `num_ctx` (WARM_UP_TO at most), at load: a
     conversation's first short turn at a capacity then finds its graphs built. Returns how many
-    capacities."""
+    capacities.
+
+    First, `prompt_chunk` tokens through the model's own forward, as a long prompt's chunks are
+    read: the compiled chunks below run fused kernels in place of the plain ones, and what they
+    left unbuilt the first long prompt built instead (an 8B on an H100: the first cold 2,000-token
+    prompt after load took 294 ms with the compiled warm-up, 205 ms with the plain one, 154 ms the
+    second time)."""
     from mlx_lm.models.cache import make_prompt_cache
 
     cache = make_prompt_cache(model)
     if not compiled_step.supports(cache):
         return 0
+    if prompt_chunk > 1:
+        mx.eval(model(mx.ones((1, min(prompt_chunk, num_ctx)), mx.int32), cache=make_prompt_cache(model)))
     model(mx.array([[1]]), cache=cache)
     chunk = mx.ones((TOKENS,), mx.int32)
     capacities = 0
