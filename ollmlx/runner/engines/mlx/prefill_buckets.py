@@ -37,7 +37,7 @@ _VERDICT = "_ollmlx_prefill_buckets_ok"
 def compiled_wanted() -> bool:
     """The bucketed forward through `mx.compile` (one trace per chunk bucket and capacity),
     replayed from C++ instead of built in Python each time; OLLMLX_MLX_PREFILL_COMPILE=0 turns it
-    off. Served on an H100 (8B shape, bench/RESULTS.md "A warm turn 2's forward, compiled"),
+    off. Served on an H100 (8B shape, bench/RESULTS.md "A warm turn 2's host time, compiled"),
     building the warm turn's 32-token forward took 1.5-2.6 ms of host time compiled against
     5.0-8.1 ms built in Python."""
     return os.environ.get("OLLMLX_MLX_PREFILL_COMPILE", "1") != "0"
