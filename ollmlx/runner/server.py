@@ -138,9 +138,10 @@ def build_app(state: RunnerState, socket: str | None = None) -> Starlette:
         rid = engine.submit(req, state.mailbox.sender(q))
 
         # The status line and headers go out now, while the prompt is read: at the first token only
-        # its line is left to send (a served warm turn's first token came ~0.5 ms sooner on an
-        # H100 host). A request the engine refuses before any output says so in its one line,
-        # with the status it would have had (the client raises the same error).
+        # its line is left to send (the headers' trip to the server took 0.8-1.2 ms of a warm turn
+        # on an H100 host when it waited for the first token). A request the engine refuses before
+        # any output says so in its one line, with the status it would have had (the client raises
+        # the same error).
         async def stream() -> AsyncIterator[bytes]:
             finished = False
             chunk: dict[str, Any] = {}
