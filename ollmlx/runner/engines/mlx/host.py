@@ -52,12 +52,10 @@ def tune_for_host(model: nn.Module, generates: bool = True) -> dict[str, Any]:
         layout = os.environ.get("OLLMLX_CPU_WEIGHTS", "auto")
         if layout in ("auto", "kernels"):
             layout = "kernels" if _cpu_kernels_layout(model, details) else "float32" if blas else "quantized"
-        if layout == "kernels":
-            pass  # layers.apply said what it did in details
-        elif layout == "float32":
+        if layout == "float32":
             n = dequantize_for_cpu(model, mx.float32)
             details["weights"] = f"float32 (dequantized {n} layers for BLAS)" if n else "float32"
-        else:
+        elif layout != "kernels":  # with the kernels, layers.apply said what it did in details
             details["weights"] = "as stored"
     else:
         details["weights"] = "as stored"
@@ -106,7 +104,7 @@ def _cpu_kernels_layout(model: nn.Module, details: dict[str, Any]) -> bool:
     if kernels is None:
         details["cpu_kernels"] = why
         return False
-    if not any(isinstance(m, nn.QuantizedLinear) and layers.takes(m) for _, m in model.named_modules()):
+    if layers.product_layer(model) is None:
         details["cpu_kernels"] = "off (no 4- or 8-bit affine layers)"
         return False
     try:

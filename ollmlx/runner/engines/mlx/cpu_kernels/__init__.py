@@ -20,7 +20,7 @@ import sys
 from functools import cache
 from types import ModuleType
 
-from ollmlx.runner.engines.mlx.cpu_kernels.build import MODULE, BuildError, ensure_built
+from ollmlx.runner.engines.mlx.cpu_kernels.build import MODULE, BuildError, ensure_built, library_path
 
 log = logging.getLogger("ollmlx.runner")
 
@@ -49,11 +49,12 @@ def load() -> tuple[ModuleType | None, str]:
     if reason:
         return None, reason
     try:
-        folder = ensure_built()
+        ensure_built()
     except (BuildError, OSError) as e:
         log.warning("ollmlx CPU kernels unavailable: %s", e)
         return None, f"not built: {e}"
-    path = next(folder.glob(f"{MODULE}*.so"))
+    path = library_path()
+    assert path is not None  # ensure_built returns once it is there
     spec = importlib.util.spec_from_file_location(MODULE, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

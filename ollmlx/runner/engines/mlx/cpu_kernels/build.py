@@ -18,6 +18,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+from functools import cache
 from pathlib import Path
 
 log = logging.getLogger("ollmlx.runner")
@@ -38,7 +39,9 @@ def _version(dist: str) -> str:
         return "none"
 
 
+@cache
 def build_key() -> str:
+    """The sources' and versions' hash, once per process (every path below is named by it)."""
     h = hashlib.sha256()
     for name in SOURCES:
         h.update((SOURCE_DIR / name).read_bytes())

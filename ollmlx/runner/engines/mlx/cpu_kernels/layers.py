@@ -31,6 +31,11 @@ def takes(module: nn.Module) -> bool:
             and module.weight.dtype == mx.uint32)
 
 
+def product_layer(model: nn.Module) -> nn.QuantizedLinear | None:
+    """The model's first linear layer the kernels take, if any."""
+    return next((m for _, m in model.named_modules() if isinstance(m, nn.QuantizedLinear) and takes(m)), None)
+
+
 class KernelLinear(nn.Module):
     """nn.QuantizedLinear's parameters, its product by ollmlx's kernel (float32 out)."""
 
@@ -146,7 +151,7 @@ def _relative(a: mx.array, b: mx.array) -> float:
 
 def agrees(model: nn.Module, kernels: ModuleType) -> str | None:
     """None when each kernel matches mlx's op on this model's shapes; else what differed."""
-    layer = next((m for _, m in model.named_modules() if isinstance(m, nn.QuantizedLinear) and takes(m)), None)
+    layer = product_layer(model)
     if layer is not None:
         x = mx.random.normal((3, layer.weight.shape[1] * 32 // int(layer.bits)), key=mx.random.key(0))
         dense = mx.dequantize(layer.weight, layer.scales, layer.biases, group_size=layer.group_size, bits=layer.bits)
